@@ -1,0 +1,86 @@
+"""Argument checks shared by every public object.
+
+Each check raises an error that names the argument, says what is allowed and
+echoes the value received, in the style of Keras (``"... Received: tau=-1"``).
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+
+def _where(owner):
+    return f"{owner}: " if owner else ""
+
+
+def check_number(name, value, *, owner=None, positive=False, non_negative=False):
+    """Checks that `value` is a finite real number and returns it as a float.
+
+    Args:
+        name: Argument name, used in the error message.
+        value: Value received.
+        owner: Optional "where" prefix (e.g. the layer class and name).
+        positive: Require `value > 0`.
+        non_negative: Require `value >= 0`.
+
+    Returns:
+        `value` as a Python float.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{_where(owner)}Argument `{name}` must be a real number, not "
+            f"{type(value).__name__}. Received: {name}={value!r}"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{_where(owner)}Argument `{name}` must be finite. Received: {name}={value!r}"
+        )
+    if positive and value <= 0:
+        raise ValueError(
+            f"{_where(owner)}Argument `{name}` must be > 0. Received: {name}={value!r}"
+        )
+    if non_negative and value < 0:
+        raise ValueError(
+            f"{_where(owner)}Argument `{name}` must be >= 0. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_positive_values(name, value, *, owner=None):
+    """Checks a positive number or a 1-D sequence of positive numbers.
+
+    Returns:
+        A float, or a tuple of floats when `value` is a sequence.
+    """
+    if isinstance(value, (list, tuple, np.ndarray)):
+        values = np.asarray(value)
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(
+                f"{_where(owner)}Argument `{name}` must be a number or a non-empty "
+                f"1-D sequence of numbers. Received: {name}={value!r}"
+            )
+        return tuple(check_number(name, v.item(), owner=owner, positive=True) for v in values)
+    return check_number(name, value, owner=owner, positive=True)
+
+
+def check_bool(name, value, *, owner=None):
+    """Checks that `value` is a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{_where(owner)}Argument `{name}` must be True or False. Received: {name}={value!r}"
+        )
+    return bool(value)
+
+
+def check_seed(name, value, *, owner=None):
+    """Checks an optional non-negative integer seed."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(
+            f"{_where(owner)}Argument `{name}` must be None or a non-negative "
+            f"integer. Received: {name}={value!r}"
+        )
+    return int(value)

@@ -1,0 +1,114 @@
+"""Shared plumbing for cells over arbitrary feature shapes and their sequence layers."""
+
+import keras
+from keras import ops
+
+
+class FeatureCell(keras.layers.Layer):
+    """An RNN cell whose single state has the shape of its input features.
+
+    `keras.layers.RNN` needs `state_size` before the cell is built; as
+    `keras.layers.ConvLSTM2D` does, the cell reports `-1` until it knows its
+    input shape, then the flat size for 1-D features (so a plain
+    `keras.layers.RNN` infers its output shape) and `-1` for larger feature
+    shapes (use the cell's sequence layer, or call `keras.layers.RNN` eagerly).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.feature_shape = None
+
+    def build(self, input_shape):
+        feature_shape = tuple(input_shape[1:])
+        if not feature_shape or any(d is None for d in feature_shape):
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' needs a static feature shape "
+                "(every axis after batch and time known), because its state has that "
+                f"shape. Received input shape per step: {tuple(input_shape)}. "
+                "Give the model's Input a full `shape`."
+            )
+        self.feature_shape = feature_shape
+        self.built = True
+
+    @property
+    def state_size(self):
+        if self.feature_shape is not None and len(self.feature_shape) == 1:
+            return self.feature_shape[0]
+        return -1
+
+    @property
+    def output_size(self):
+        return self.state_size
+
+    def initial_state_value(self, batch_size):
+        """Initial state tensor of shape `(batch_size, *feature_shape)`."""
+        return ops.zeros((batch_size, *self.feature_shape), dtype=self.compute_dtype)
+
+    def get_initial_state(self, batch_size=None):
+        return [self.initial_state_value(batch_size)]
+
+
+class FeatureSequence(keras.layers.RNN):
+    """`keras.layers.RNN` over `(batch, time, *features)` for a `FeatureCell`.
+
+    Differences from `keras.layers.RNN`: `return_sequences` defaults to True,
+    output shapes keep the full feature shape, and `reset_state` returns the
+    state to the cell's initial state (not to zeros).
+    """
+
+    cell_class = None
+
+    def __init__(
+        self,
+        cell,
+        return_sequences=True,
+        return_state=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        if len(sequences_shape) < 3:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' expects input of shape "
+                "(batch, time, *features) (rank >= 3). Received input shape: "
+                f"{tuple(sequences_shape)}. Add a time axis, e.g. "
+                "`x[:, None]` for one step or `np.repeat(x[:, None], T, axis=1)`."
+            )
+        super().build(sequences_shape, initial_state_shape)
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, length, features = sequences_shape[0], sequences_shape[1], sequences_shape[2:]
+        output_shape = (batch, length, *features) if self.return_sequences else (batch, *features)
+        if self.return_state:
+            return output_shape, (batch, *features)
+        return output_shape
+
+    def reset_state(self):
+        """Returns a stateful layer's state to the cell's initial state."""
+        if self.states is not None:
+            batch_size = ops.shape(self.states[0])[0]
+            for variable, value in zip(
+                self.states, self.get_initial_state(batch_size), strict=True
+            ):
+                variable.assign(ops.cast(value, variable.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("cell", None)
+        for key in ("go_backwards", "zero_output_for_mask"):
+            config.pop(key, None)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
