@@ -1,0 +1,89 @@
+"""Recognising activations however a user wrote them, and naming them canonically.
+
+ReLU appears in real models as `activation="relu"`, `activation=keras.activations.relu`,
+`activation=tf.nn.relu`, `Activation("relu")` and `ReLU()` layers. Every form maps
+to one canonical key (here `"relu"`), so `swap_activations` matches them all.
+"""
+
+import inspect
+
+import keras
+
+# Activation layer classes and the canonical key of their activation.
+_LAYER_KEYS = {
+    keras.layers.LeakyReLU: "leaky_relu",
+    keras.layers.PReLU: "prelu",
+    keras.layers.ELU: "elu",
+    keras.layers.Softmax: "softmax",
+}
+
+# Activations the converter treats as neurons by default.
+NEURON_KEYS = frozenset({"relu"})
+
+
+def _function_key(fn):
+    name = getattr(fn, "__name__", None)
+    if name is None:
+        return None
+    # keras.activations.relu, keras.ops.relu, tf.nn.relu, jax.nn.relu and
+    # torch.relu are all named "relu"; so are the others of each family.
+    return {"linear": "linear", "relu6": "relu6"}.get(name, name)
+
+
+def relu_layer_key(layer):
+    """Key of a `keras.layers.ReLU` layer: "relu" only for a plain ReLU."""
+    plain = (
+        layer.max_value is None and float(layer.negative_slope) == 0 and float(layer.threshold) == 0
+    )
+    return "relu" if plain else "relu_custom"
+
+
+def activation_key(activation):
+    """Canonical key of an activation given in any supported form.
+
+    Args:
+        activation: A string (`"relu"`), an activation function (a Keras,
+            TensorFlow, JAX or PyTorch function), an activation layer class
+            (`keras.layers.ReLU`) or instance.
+
+    Returns:
+        A string key such as `"relu"`, or None if `activation` is not recognised.
+    """
+    if isinstance(activation, str):
+        try:
+            return _function_key(keras.activations.get(activation))
+        except ValueError:
+            return None
+    if inspect.isclass(activation):
+        if activation is keras.layers.ReLU:
+            return "relu"
+        if activation is keras.layers.Activation:
+            return None
+        return _LAYER_KEYS.get(activation)
+    if isinstance(activation, keras.layers.ReLU):
+        return relu_layer_key(activation)
+    if isinstance(activation, keras.layers.Activation):
+        return _function_key(activation.activation)
+    if isinstance(activation, keras.layers.Layer):
+        return _LAYER_KEYS.get(type(activation))
+    if callable(activation):
+        return _function_key(activation)
+    return None
+
+
+def layer_activation_key(layer):
+    """Key of the activation a layer applies, or None if it applies none.
+
+    Covers layers with an `activation` attribute (Dense, convolutions) and
+    activation layers (`Activation`, `ReLU`, `LeakyReLU`, `Softmax`, ...).
+    """
+    if (
+        isinstance(layer, (keras.layers.Activation, keras.layers.ReLU))
+        or type(layer) in _LAYER_KEYS
+    ):
+        return activation_key(layer)
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    key = activation_key(activation)
+    return None if key == "linear" else key

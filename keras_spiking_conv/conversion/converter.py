@@ -1,0 +1,424 @@
+"""`convert()`: a functional or Sequential Keras model to a time-distributed spiking model.
+
+The converter is a short sequence of steps:
+1. check the model and every layer it contains, before any work;
+2. normalise the options (`swap_activations`, `scale_firing_rates`,
+   `synapse`, `activity_regularizer`);
+3. replay the model's graph on inputs with a time axis
+   (`keras.models.clone_model` with a `call_function`), converting each layer
+   call with the rule registered for its class;
+4. copy the weights and return a plain `keras.Model`, with a report.
+"""
+
+import copy
+import warnings
+
+import keras
+import numpy as np
+
+from keras_spiking_conv._validation import check_number, check_seed
+from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-in rules)
+from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
+from keras_spiking_conv.conversion.errors import ConversionError, check_model
+from keras_spiking_conv.conversion.registry import get_rule
+from keras_spiking_conv.conversion.report import ConversionReport
+from keras_spiking_conv.layers import (
+    LowpassSynapse,
+    RateScale,
+    SpikingReLU,
+    SpikingReLUCell,
+    TimeFold,
+)
+
+_OUR_LAYERS = (TimeFold, SpikingReLU, LowpassSynapse, RateScale)
+
+# Suffixes of the layers a neuron block adds after its source layer's name.
+SUFFIXES = ("scale", "neuron", "unscale", "synapse")
+
+
+def _walk_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk_layers(layer)
+
+
+def is_converted(model):
+    """Whether `model` was made by `convert` (its inputs already have a time axis)."""
+    return any(isinstance(layer, _OUR_LAYERS) for layer in _walk_layers(model))
+
+
+class Options:
+    """Normalised conversion options, looked up per source layer name."""
+
+    def __init__(
+        self, swap_activations, scale_firing_rates, synapse, activity_regularizer, dt, seed
+    ):
+        self.dt = check_number("dt", dt, owner="convert()", positive=True)
+        self.seed = check_seed("seed", seed, owner="convert()")
+        self.swap = self._swap(swap_activations)
+        self.scale = self._per_layer("scale_firing_rates", scale_firing_rates, 1.0, positive=True)
+        self.synapse = self._per_layer("synapse", synapse, None, positive=True)
+        self.regularizer = self._per_layer("activity_regularizer", activity_regularizer, None)
+        self.used_swap_keys = set()
+        self.used_layer_keys = set()
+
+    @staticmethod
+    def _swap(swap_activations):
+        if swap_activations is None:
+            return {}
+        if not isinstance(swap_activations, dict):
+            raise TypeError(
+                "convert(): `swap_activations` must be a dict mapping activations to "
+                "neurons, e.g. {'relu': 'spiking_relu'}. Received: "
+                f"swap_activations={swap_activations!r}"
+            )
+        swap = {}
+        for activation, neuron in swap_activations.items():
+            key = activation_key(activation)
+            if key is None:
+                raise ValueError(
+                    f"convert(): cannot recognise the activation {activation!r} in "
+                    "`swap_activations`. Use a name ('relu'), an activation function "
+                    "(keras.activations.relu, tf.nn.relu) or an activation layer class "
+                    "(keras.layers.ReLU)."
+                )
+            swap[key] = (activation, _neuron_template(activation, neuron))
+        return swap
+
+    @staticmethod
+    def _per_layer(name, value, default, positive=False):
+        def check(v, where):
+            if v is None or not positive:
+                return v
+            return check_number(name, v, owner=f"convert(){where}", positive=True)
+
+        if isinstance(value, dict):
+            table = {}
+            for layer, v in value.items():
+                layer_name = layer.name if isinstance(layer, keras.layers.Layer) else layer
+                if not isinstance(layer_name, str):
+                    raise TypeError(
+                        f"convert(): keys of `{name}` must be layers or layer names. "
+                        f"Received key: {layer!r}"
+                    )
+                table[layer_name] = check(v, f" (layer '{layer_name}')")
+            return ("per_layer", table, default)
+        return ("all", check(value, "") if value is not None else default, default)
+
+    def lookup(self, option, source):
+        kind, value, default = option
+        if kind == "all":
+            return value
+        if source in value:
+            self.used_layer_keys.add(source)
+            return value[source]
+        return default
+
+    def warn_unused(self):
+        unused = [str(spec[0]) for key, spec in self.swap.items() if key not in self.used_swap_keys]
+        if unused:
+            warnings.warn(
+                f"convert(): swap_activations keys matched no layer: {', '.join(unused)}. "
+                "Check the activation names used by the model (see the conversion report).",
+                stacklevel=3,
+            )
+        for name, option in (
+            ("scale_firing_rates", self.scale),
+            ("synapse", self.synapse),
+            ("activity_regularizer", self.regularizer),
+        ):
+            if option[0] == "per_layer":
+                missing = sorted(set(option[1]) - self.used_layer_keys)
+                if missing:
+                    warnings.warn(
+                        f"convert(): `{name}` names layers that have no neuron: "
+                        f"{', '.join(missing)}. Only layers with a ReLU (or a swapped "
+                        "activation) get neurons.",
+                        stacklevel=3,
+                    )
+
+
+def _neuron_template(activation, neuron):
+    """The (spiking, config) of the neuron an activation is swapped to."""
+    if isinstance(neuron, str):
+        if neuron in ("spiking_relu", "spikingrelu", "SpikingReLU"):
+            return True, {}
+        if neuron == "relu":
+            return False, {}
+    if isinstance(neuron, (SpikingReLU, SpikingReLUCell)):
+        config = (
+            neuron.cell.get_config() if isinstance(neuron, SpikingReLU) else neuron.get_config()
+        )
+        keep = ("amplitude", "initial_voltage", "spiking_aware_training")
+        return bool(config["spiking"]), {k: config[k] for k in keep}
+    raise ValueError(
+        f"convert(): `swap_activations[{activation!r}]` must be 'spiking_relu', 'relu' or a "
+        f"configured SpikingReLU layer. Received: {neuron!r}"
+    )
+
+
+class ConversionContext:
+    """What a conversion rule can use: cloning, folding, neuron blocks, the report."""
+
+    def __init__(self, options, already_converted, report, rng):
+        self.options = options
+        self.already_converted = already_converted
+        self.report = report
+        self.rng = rng
+        self.used_names = set()
+        self._clones = {}
+        self._wrappers = {}
+        self._weights_copied = set()
+
+    # -- names ---------------------------------------------------------------
+    def unique_name(self, base):
+        name, i = base, 1
+        while name in self.used_names:
+            name, i = f"{base}_{i}", i + 1
+        self.used_names.add(name)
+        return name
+
+    @staticmethod
+    def source_name(name, suffix):
+        """The source layer name of a block layer named `{source}_{suffix}[_k]`."""
+        head, sep, tail = name.rpartition(f"_{suffix}")
+        if sep and (tail == "" or tail.lstrip("_").isdigit()):
+            return head
+        return name
+
+    # -- layers --------------------------------------------------------------
+    def clone(self, layer, drop_activation=False):
+        """A new layer with `layer`'s config (one per original layer, so sharing is kept)."""
+        if id(layer) not in self._clones:
+            config = copy.deepcopy(layer.get_config())
+            if drop_activation and "activation" in config:
+                config["activation"] = "linear"
+            self._clones[id(layer)] = (type(layer).from_config(config), layer)
+        return self._clones[id(layer)][0]
+
+    def fold(self, new_layer, source_layer, args, kwargs):
+        """Applies `new_layer` to every timestep at once; copies `source_layer`'s weights."""
+        if id(new_layer) not in self._wrappers:
+            self.used_names.add(new_layer.name)
+            self._wrappers[id(new_layer)] = TimeFold(new_layer, name=new_layer.name)
+        wrapper = self._wrappers[id(new_layer)]
+        call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
+        inputs = args[0] if len(args) == 1 else list(args)
+        outputs = wrapper(inputs, **call_kwargs)
+        if id(new_layer) not in self._weights_copied:
+            new_layer.set_weights(source_layer.get_weights())
+            self._weights_copied.add(id(new_layer))
+        return outputs
+
+    def convert_call(self, layer, args, kwargs):
+        """Converts one call of `layer` with the rule registered for its class."""
+        if isinstance(layer, keras.Model):
+            return self._convert_nested(layer, args)
+        return get_rule(layer)(layer, args, kwargs, self)
+
+    def _convert_nested(self, model, args):
+        if id(model) not in self._clones:
+            sub = _Conversion(model, self.options, self.already_converted, self.rng)
+            self.report.nested[model.name] = sub.report
+            self._clones[id(model)] = (sub.model, model)
+            self.used_names.add(model.name)
+        self.record(model, kind="nested")
+        inputs = args[0] if len(args) == 1 else list(args)
+        return self._clones[id(model)][0](inputs)
+
+    # -- neurons -------------------------------------------------------------
+    def wants_neuron(self, source, key):
+        """Whether the activation `key` of layer `source` becomes a neuron block."""
+        if key in self.options.swap:
+            return True
+        if key not in NEURON_KEYS:
+            return False
+        o = self.options
+        return (
+            o.lookup(o.scale, source) != 1.0
+            or o.lookup(o.synapse, source) is not None
+            or o.lookup(o.regularizer, source) is not None
+        )
+
+    def neuron_block(self, source, key, x, force=False):
+        """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse]."""
+        o = self.options
+        spiking, template = False, {}
+        if key in o.swap:
+            o.used_swap_keys.add(key)
+            spiking, template = o.swap[key][1]
+        scale = o.lookup(o.scale, source)
+        tau = o.lookup(o.synapse, source)
+        regularizer = o.lookup(o.regularizer, source)
+        if regularizer is not None:
+            regularizer = _time_averaged(regularizer)
+        if scale != 1.0:
+            x = RateScale(scale, name=self.unique_name(f"{source}_scale"))(x)
+        neuron = SpikingReLU(
+            **template,
+            dt=o.dt,
+            spiking=spiking,
+            seed=int(self.rng.integers(0, 2**31 - 1)),
+            activity_regularizer=regularizer,
+            name=self.unique_name(f"{source}_neuron"),
+        )
+        x = neuron(x)
+        if scale != 1.0:
+            x = RateScale(scale, inverse=True, name=self.unique_name(f"{source}_unscale"))(x)
+        if tau is not None:
+            x = LowpassSynapse(tau=tau, dt=o.dt, name=self.unique_name(f"{source}_synapse"))(x)
+        self.report.add_block(source, spiking=spiking, scale=scale, tau=tau, neuron=neuron.name)
+        return x
+
+    def record(self, layer, **info):
+        self.report.add_layer(layer, **info)
+
+
+def _time_averaged(regularizer):
+    """A copy of a rate regularizer that averages over the time axis (axis 1)."""
+    if hasattr(regularizer, "time_axis"):
+        config = regularizer.get_config()
+        config["time_axis"] = 1
+        return type(regularizer).from_config(config)
+    return regularizer
+
+
+class _Conversion:
+    """One conversion of one (possibly nested) model."""
+
+    def __init__(self, model, options, already_converted, rng, n_steps=None, top=False):
+        self.report = ConversionReport(model.name)
+        self.context = ConversionContext(options, already_converted, self.report, rng)
+        functional = _as_functional(model)
+        self.context.used_names.update(layer.name for layer in functional.layers)
+        inputs = [
+            keras.Input(
+                batch_shape=(
+                    tuple(x.shape) if already_converted else (x.shape[0], n_steps, *x.shape[1:])
+                ),
+                dtype=x.dtype,
+                name=_input_name(x),
+            )
+            for x in functional.inputs
+        ]
+        input_struct = keras.tree.pack_sequence_as(functional._inputs_struct, inputs)
+
+        def call_function(layer, *args, **kwargs):
+            return self.context.convert_call(layer, args, kwargs)
+
+        self.model = keras.models.clone_model(
+            functional,
+            input_tensors=input_struct,
+            clone_function=lambda layer: layer,
+            call_function=call_function,
+        )
+
+
+def _input_name(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    return history[0].name if history else None
+
+
+def _as_functional(model):
+    if isinstance(model, keras.Sequential):
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
+
+
+class Converter:
+    """Converts a Keras model to a time-distributed spiking model (NengoDL vocabulary).
+
+    See `convert` for the arguments. Attributes:
+        model: The converted `keras.Model`.
+        report: A `ConversionReport`: what each original layer became.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        swap_activations=None,
+        scale_firing_rates=None,
+        synapse=None,
+        activity_regularizer=None,
+        dt=0.001,
+        n_steps=None,
+        seed=None,
+    ):
+        check_model(model)
+        if n_steps is not None and (
+            isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
+        ):
+            raise ValueError(
+                f"convert(): `n_steps` must be None (any length) or a positive integer. "
+                f"Received: n_steps={n_steps!r}"
+            )
+        options = Options(
+            swap_activations, scale_firing_rates, synapse, activity_regularizer, dt, seed
+        )
+        already = is_converted(model)
+        if already and n_steps is not None:
+            warnings.warn(
+                "convert(): `n_steps` is ignored when re-converting a converted model "
+                "(its inputs keep their time axis).",
+                stacklevel=2,
+            )
+        conversion = _Conversion(
+            model, options, already, np.random.default_rng(options.seed), n_steps, top=True
+        )
+        options.warn_unused()
+        conversion.report.finalize()
+        self.model = conversion.model
+        self.report = conversion.report
+
+
+def convert(model, **kwargs):
+    """Converts a Keras model into a time-distributed (spiking) Keras model.
+
+    Each input of the result is `(batch, time, *input_shape)` and each output
+    `(batch, time, *output_shape)`. By default the result is exactly the
+    original model applied at every timestep (rate neurons). Options swap
+    activations for spiking neurons, add low-pass synapses after neurons and
+    scale firing rates, as NengoDL's Converter does. The original model is
+    never changed; its weights are copied. Converting a converted model again
+    re-configures its neurons and synapses and keeps its current weights.
+
+    Args:
+        model: A functional or built Sequential `keras.Model` (or a converted one).
+        swap_activations: Dict mapping activations to neurons. Keys: a name
+            (`"relu"`), a function (`keras.activations.relu`, `tf.nn.relu`) or
+            a layer class (`keras.layers.ReLU`). Values: `"spiking_relu"`,
+            `"relu"` (rate) or a configured `SpikingReLU` (its `amplitude`,
+            `initial_voltage` and `spiking_aware_training` are used).
+            Defaults to `None` (every activation stays as it is).
+        scale_firing_rates: A float `> 0` for every neuron, or a dict mapping
+            original layers (objects or names) to floats: the neuron input is
+            multiplied by it and its output divided by it. Defaults to `None` (1).
+        synapse: `None`, a low-pass time constant in seconds for every neuron
+            output, or a dict mapping layers (objects or names) to taus.
+            Defaults to `None`.
+        activity_regularizer: A regularizer (e.g. `regularizers.TargetRate`)
+            for every neuron's output (firing rates, averaged over time), or a
+            dict mapping layers to regularizers. Defaults to `None`.
+        dt: Simulation timestep in seconds. Defaults to `0.001`.
+        n_steps: Fix the time axis to this length. Defaults to `None` (any).
+        seed: Seed of the neurons' random initial voltages. Defaults to `None`.
+
+    Returns:
+        The converted `keras.Model`. Use `Converter` to also get the report.
+
+    Example:
+
+    ```python
+    snn = keras_spiking_conv.convert(
+        model, swap_activations={"relu": "spiking_relu"}, synapse=0.01,
+        scale_firing_rates=10,
+    )
+    y = snn.predict(np.repeat(x[:, None], 30, axis=1))  # (batch, 30, 10)
+    ```
+    """
+    return Converter(model, **kwargs).model
+
+
+__all__ = ["ConversionError", "Converter", "convert", "is_converted"]

@@ -1,0 +1,70 @@
+"""The one registry of per-layer conversion rules.
+
+A rule is a function `rule(layer, args, kwargs, context) -> outputs`: it
+receives an original layer, the converted (time-distributed) tensors it is
+called on, and the `ConversionContext`, and returns the converted outputs.
+Rules are keyed by exact layer class, so a subclass with its own `call` is
+never silently treated as its parent.
+"""
+
+import warnings
+
+_RULES = {}
+
+
+def register_rule(*layer_classes, overwrite=False):
+    """Decorator registering a conversion rule for one or more layer classes.
+
+    Args:
+        *layer_classes: The Keras layer classes the rule converts.
+        overwrite: Replace an existing rule without a warning. Defaults to `False`.
+
+    Example:
+
+    ```python
+    @keras_spiking_conv.register_rule(MyLayer)
+    def convert_my_layer(layer, args, kwargs, context):
+        return context.fold(context.clone(layer), args, kwargs)
+    ```
+    """
+    if not layer_classes:
+        raise ValueError("register_rule() needs at least one layer class. Received none.")
+
+    def decorator(rule):
+        for cls in layer_classes:
+            if not isinstance(cls, type):
+                raise TypeError(
+                    f"register_rule() takes layer classes. Received: {cls!r} ({type(cls).__name__})"
+                )
+            if cls in _RULES and not overwrite and _RULES[cls] is not rule:
+                warnings.warn(
+                    f"register_rule: replacing the conversion rule for {cls.__name__} "
+                    f"({_RULES[cls].__name__} -> {rule.__name__}). Pass overwrite=True "
+                    "to silence this warning.",
+                    stacklevel=2,
+                )
+            _RULES[cls] = rule
+        return rule
+
+    return decorator
+
+
+def register_stateless(*layer_classes, overwrite=False):
+    """Registers layers that treat every timestep independently.
+
+    Such a layer is applied to all timesteps at once (time folded into the
+    batch), with its activation split out when it becomes a neuron.
+    """
+    from keras_spiking_conv.conversion.rules import stateless_rule
+
+    return register_rule(*layer_classes, overwrite=overwrite)(stateless_rule)
+
+
+def get_rule(layer):
+    """The rule registered for `type(layer)`, or None."""
+    return _RULES.get(type(layer))
+
+
+def registered_classes():
+    """The layer classes that have a conversion rule."""
+    return tuple(_RULES)

@@ -1,0 +1,93 @@
+"""The conversion report: every original layer, what it became, and why."""
+
+
+class ConversionReport:
+    """What each layer of a model became in its converted model.
+
+    Attributes:
+        model_name: Name of the converted model.
+        rows: One dict per layer call: `layer`, `class`, `became`, `spiking`, `note`.
+        nested: Reports of nested models, by name.
+    """
+
+    def __init__(self, model_name):
+        self.model_name = model_name
+        self.rows = []
+        self.nested = {}
+        self._blocks = {}
+
+    def add_block(self, source, spiking, scale, tau, neuron):
+        self._blocks.setdefault(source, []).append(
+            {"spiking": spiking, "scale": scale, "tau": tau, "neuron": neuron}
+        )
+
+    def add_layer(self, layer, kind, activation=None, source=None):
+        name = source or layer.name
+        row = {"layer": layer.name, "class": type(layer).__name__, "spiking": False}
+        if kind == "neuron":
+            row["became"] = "folded layer + neuron block"
+            row["pending_source"] = name
+        elif kind == "nested":
+            row["became"] = "converted nested model"
+            row["note"] = "see report.nested"
+        elif kind == "dropped":
+            row["became"] = "rebuilt from the options"
+            row["note"] = "scales and synapses are rebuilt with their neuron"
+        else:
+            row["became"] = "folded over time (TimeFold)"
+            if activation is None:
+                row["note"] = "no neuron activation"
+            elif activation == "relu":
+                row["note"] = (
+                    "ReLU kept as a rate neuron (default); swap it with "
+                    "swap_activations={'relu': 'spiking_relu'}"
+                )
+            else:
+                row["note"] = (
+                    f"activation '{activation}' is not a ReLU: stays a rate layer unless "
+                    "listed in swap_activations"
+                )
+        self.rows.append(row)
+
+    def finalize(self):
+        for row in self.rows:
+            source = row.pop("pending_source", None)
+            if source is None:
+                continue
+            block = self._blocks[source][-1]
+            row["spiking"] = block["spiking"]
+            parts = ["spiking ReLU" if block["spiking"] else "rate ReLU"]
+            if block["scale"] != 1.0:
+                parts.append(f"scale {block['scale']:g}")
+            if block["tau"] is not None:
+                parts.append(f"synapse tau={block['tau']:g} s")
+            row["note"] = ", ".join(parts) + f" ({block['neuron']})"
+        for report in self.nested.values():
+            report.finalize()
+
+    @property
+    def spiking_layers(self):
+        """Names of the original layers whose activation now spikes."""
+        return [row["layer"] for row in self.rows if row["spiking"]]
+
+    def __str__(self):
+        lines = [f"Conversion report for '{self.model_name}'"]
+        widths = (28, 24, 30)
+        header = ("layer", "class", "became")
+        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  note")
+        for row in self.rows:
+            cells = (row["layer"], row["class"], row["became"])
+            lines.append(
+                "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
+                + "  "
+                + row.get("note", "")
+            )
+        for name, report in self.nested.items():
+            lines.append("")
+            lines.append(f"[nested model '{name}']")
+            lines.append(str(report))
+        return "\n".join(lines)
+
+    def print(self):
+        """Prints the report as a table."""
+        print(self)

@@ -1,0 +1,135 @@
+"""Built-in conversion rules, registered in `registry`.
+
+Stateless layers (those that treat each timestep independently) are applied
+to every timestep at once with `TimeFold`; layers whose activation becomes a
+neuron have it split out into a neuron block (see `ConversionContext`).
+Max pooling is applied to each timestep's values as they are (spike counts,
+or synapse-filtered values when a synapse is set), which is the max of the
+instantaneous values, not of the firing rates: a documented approximation.
+"""
+
+import keras
+
+from keras_spiking_conv.conversion.activations import layer_activation_key
+from keras_spiking_conv.conversion.registry import register_rule
+from keras_spiking_conv.layers import (
+    LowpassSynapse,
+    RateScale,
+    SpikingReLU,
+    TimeFold,
+)
+
+L = keras.layers
+
+# Layers applied to each timestep independently. Inference-time identities
+# (Dropout and friends) keep their training behaviour, per timestep.
+STATELESS_LAYERS = (
+    L.Dense,
+    L.EinsumDense,
+    L.Conv1D,
+    L.Conv2D,
+    L.Conv3D,
+    L.Conv1DTranspose,
+    L.Conv2DTranspose,
+    L.Conv3DTranspose,
+    L.DepthwiseConv1D,
+    L.DepthwiseConv2D,
+    L.SeparableConv1D,
+    L.SeparableConv2D,
+    L.AveragePooling1D,
+    L.AveragePooling2D,
+    L.AveragePooling3D,
+    L.MaxPooling1D,
+    L.MaxPooling2D,
+    L.MaxPooling3D,
+    L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D,
+    L.GlobalAveragePooling3D,
+    L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D,
+    L.GlobalMaxPooling3D,
+    L.BatchNormalization,
+    L.LayerNormalization,
+    L.Normalization,
+    L.Rescaling,
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.SpatialDropout3D,
+    L.GaussianDropout,
+    L.GaussianNoise,
+    L.AlphaDropout,
+    L.ActivityRegularization,
+    L.Identity,
+    L.Flatten,
+    L.Reshape,
+    L.Permute,
+    L.RepeatVector,
+    L.ZeroPadding1D,
+    L.ZeroPadding2D,
+    L.ZeroPadding3D,
+    L.Cropping1D,
+    L.Cropping2D,
+    L.Cropping3D,
+    L.UpSampling1D,
+    L.UpSampling2D,
+    L.UpSampling3D,
+    L.Add,
+    L.Subtract,
+    L.Multiply,
+    L.Average,
+    L.Maximum,
+    L.Minimum,
+    L.Concatenate,
+    L.Activation,
+    L.ReLU,
+    L.LeakyReLU,
+    L.PReLU,
+    L.ELU,
+    L.Softmax,
+)
+
+
+@register_rule(*STATELESS_LAYERS)
+def stateless_rule(layer, args, kwargs, context):
+    """Folds time into the batch; splits out an activation that becomes a neuron."""
+    key = layer_activation_key(layer)
+    is_activation_layer = isinstance(
+        layer, (L.Activation, L.ReLU, L.LeakyReLU, L.PReLU, L.ELU, L.Softmax)
+    )
+    if key is not None and context.wants_neuron(layer.name, key):
+        if is_activation_layer and not layer.weights:
+            context.record(layer, kind="neuron")
+            return context.neuron_block(layer.name, key, args[0])
+        folded = context.fold(context.clone(layer, drop_activation=True), layer, args, kwargs)
+        context.record(layer, kind="neuron")
+        return context.neuron_block(layer.name, key, folded)
+    context.record(layer, kind="rate", activation=key)
+    return context.fold(context.clone(layer), layer, args, kwargs)
+
+
+@register_rule(L.InputLayer)
+def input_rule(layer, args, kwargs, context):
+    """Input layers become inputs with a time axis (handled by the converter)."""
+    return args[0]
+
+
+@register_rule(TimeFold)
+def time_fold_rule(layer, args, kwargs, context):
+    """Re-converting: convert the wrapped per-step layer again."""
+    return context.convert_call(layer.layer, args, kwargs)
+
+
+@register_rule(SpikingReLU)
+def neuron_rule(layer, args, kwargs, context):
+    """Re-converting: rebuild the neuron block from the current options."""
+    source = context.source_name(layer.name, "neuron")
+    context.record(layer, kind="neuron", source=source)
+    return context.neuron_block(source, "relu", args[0], force=True)
+
+
+@register_rule(RateScale, LowpassSynapse)
+def rebuilt_rule(layer, args, kwargs, context):
+    """Re-converting: scales and synapses are rebuilt with their neuron."""
+    context.record(layer, kind="dropped")
+    return args[0]

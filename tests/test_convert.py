@@ -1,0 +1,274 @@
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_spiking_conv as ksc
+from tests import models
+from tests.helpers import run_in_fresh_process
+
+
+def _data(model, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = [rng.uniform(0, 1, (n, *x.shape[1:])).astype("float32") for x in model.inputs]
+    return xs[0] if len(xs) == 1 else xs
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        models.tutorial_convnet,
+        models.skip_and_concat,
+        models.nested_shared_multi_io,
+        models.conv1d_and_3d,
+    ],
+)
+def test_default_conversion_equals_original_at_every_step(build):
+    model = build()
+    converted = ksc.convert(model)
+    x = _data(model)
+    ksc.verify(model, converted, x, n_steps=4)
+    for original, new in zip(model.inputs, converted.inputs, strict=True):
+        assert tuple(new.shape) == (None, None, *original.shape[1:])
+
+
+def test_n_steps_fixes_the_time_axis():
+    converted = ksc.convert(models.tutorial_convnet(), n_steps=7)
+    assert converted.input_shape == (None, 7, 28, 28, 1)
+    assert converted.output_shape == (None, 7, 10)
+
+
+def test_sequential_model_converts():
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(2)]
+    )
+    ksc.verify(model, ksc.convert(model), _data(model))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("ResNet50", {}),
+        ("MobileNetV2", {}),
+        ("VGG16", {}),
+        ("DenseNet121", {}),
+        ("EfficientNetB0", {}),
+    ],
+)
+def test_keras_applications_convert_exactly(name, kwargs):
+    app = getattr(keras.applications, name)
+    model = app(weights=None, input_shape=(32, 32, 3), classes=10, **kwargs)
+    converted = ksc.convert(model)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    ksc.verify(model, converted, x, n_steps=2, rtol=1e-4, atol=1e-5)
+
+
+def _relu_forms():
+    import tensorflow as tf
+
+    L = keras.layers
+    inp = keras.Input((10,))
+    a = L.Dense(6, activation="relu", name="by_name")(inp)
+    b = L.Dense(6, activation=keras.activations.relu, name="by_keras_fn")(a)
+    c = L.Dense(6, activation=tf.nn.relu, name="by_tf_fn")(b)
+    d = L.Activation("relu", name="act_layer")(L.Dense(6, name="pre_act")(c))
+    e = L.ReLU(name="relu_layer")(L.Dense(6, name="pre_relu")(d))
+    f = L.Dense(6, activation="tanh", name="tanh_dense")(e)
+    return keras.Model(inp, L.Dense(3, name="out")(f))
+
+
+@pytest.mark.parametrize("key", ["relu", keras.activations.relu, keras.layers.ReLU, "tf.nn.relu"])
+def test_swap_finds_every_relu_form(key):
+    if key == "tf.nn.relu":
+        import tensorflow as tf
+
+        key = tf.nn.relu
+    model = _relu_forms()
+    converter = ksc.Converter(model, swap_activations={key: "spiking_relu"})
+    assert sorted(converter.report.spiking_layers) == sorted(
+        ["by_name", "by_keras_fn", "by_tf_fn", "act_layer", "relu_layer"]
+    )
+    neurons = [layer for layer in converter.model.layers if isinstance(layer, ksc.SpikingReLU)]
+    assert len(neurons) == 5 and all(n.spiking for n in neurons)
+    tanh = next(r for r in converter.report.rows if r["layer"] == "tanh_dense")
+    assert "not a ReLU" in tanh["note"]
+
+
+def test_unmatched_swap_key_warns():
+    with pytest.warns(UserWarning, match="matched no layer: sigmoid"):
+        ksc.convert(models.tutorial_convnet(), swap_activations={"sigmoid": "spiking_relu"})
+
+
+def test_non_relu_activation_can_be_swapped():
+    converter = ksc.Converter(_relu_forms(), swap_activations={"tanh": "relu"})
+    assert converter.model.get_layer("tanh_dense_neuron").spiking is False
+
+
+def test_high_rate_scale_approaches_rate_output():
+    model = models.tutorial_convnet()
+    x = np.random.default_rng(2).uniform(0, 255, (8, 28, 28, 1)).astype("float32")
+    rate = model.predict(x, verbose=0)
+
+    def error(scale, steps):
+        snn = ksc.convert(
+            model, swap_activations={"relu": "spiking_relu"}, scale_firing_rates=scale, seed=0
+        )
+        out = snn.predict(ksc.tile_time(x, steps), verbose=0)
+        return np.abs(out[:, steps // 2 :].mean(axis=1) - rate).mean()
+
+    low, high = error(1, 40), error(1000, 40)
+    assert high < 0.05 * np.abs(rate).mean()
+    assert high < low / 10
+
+
+def test_per_layer_options_by_object_and_name():
+    model = models.tutorial_convnet()
+    conv0, conv1 = model.layers[1], model.layers[2]
+    snn = ksc.convert(
+        model,
+        swap_activations={"relu": "spiking_relu"},
+        scale_firing_rates={conv0: 5.0},
+        synapse={conv1.name: 0.02},
+    )
+    names = {layer.name for layer in snn.layers}
+    assert {"conv2d_scale", "conv2d_unscale"} <= {n.replace(conv0.name, "conv2d") for n in names}
+    assert f"{conv1.name}_synapse" in names and f"{conv1.name}_scale" not in names
+    assert snn.get_layer(f"{conv0.name}_scale").scale == 5.0
+    assert snn.get_layer(f"{conv1.name}_synapse").tau == 0.02
+
+
+def test_original_model_is_never_changed():
+    model = models.skip_and_concat()
+    before = [w.copy() for w in model.get_weights()]
+    layers_before = [(layer.name, type(layer)) for layer in model.layers]
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"}, synapse=0.01)
+    snn.set_weights([w * 0 for w in snn.get_weights()])
+    assert [(layer.name, type(layer)) for layer in model.layers] == layers_before
+    for b, a in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_reconverting_keeps_trained_weights():
+    model = models.tutorial_convnet()
+    rate = ksc.convert(model)
+    x = np.random.default_rng(0).uniform(0, 1, (16, 1, 28, 28, 1)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 10, (16, 1))
+    rate.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rate.fit(x, y, epochs=1, verbose=0)
+    trained = {layer.name: layer.get_weights() for layer in rate.layers}
+
+    spiking = ksc.convert(rate, swap_activations={"relu": "spiking_relu"}, synapse=0.005)
+    assert any(isinstance(layer, ksc.SpikingReLU) and layer.spiking for layer in spiking.layers)
+    for name in (layer.name for layer in model.layers[1:]):
+        for w0, w1 in zip(trained[name], spiking.get_layer(name).get_weights(), strict=True):
+            np.testing.assert_array_equal(w0, w1)
+    # ... and back to rate: exactly the trained rate model again.
+    back = ksc.convert(spiking)
+    xs = x[:4, 0]
+    np.testing.assert_allclose(
+        back.predict(ksc.tile_time(xs, 2), verbose=0), rate.predict(ksc.tile_time(xs, 2), verbose=0)
+    )
+
+
+def test_probe_returns_layer_activity():
+    model = models.tutorial_convnet()
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"})
+    probed = ksc.probe(snn, [model.layers[1], model.layers[-1].name])
+    out, conv_activity, dense_out = probed.predict(
+        ksc.tile_time(np.ones((2, 28, 28, 1), "float32"), 5), verbose=0
+    )
+    assert conv_activity.shape == (2, 5, 26, 26, 8)
+    np.testing.assert_allclose(dense_out, out)
+    spikes = conv_activity * 0.001
+    np.testing.assert_allclose(spikes, np.rint(spikes), atol=1e-4)  # whole spikes
+    with pytest.raises(ValueError, match="no layer 'nope'"):
+        ksc.probe(snn, ["nope"])
+
+
+def test_converted_model_keras_file_in_fresh_process(tmp_path):
+    model = models.nested_shared_multi_io()
+    snn = ksc.convert(
+        model,
+        swap_activations={"relu": "spiking_relu"},
+        synapse=0.005,
+        scale_firing_rates=20,
+        seed=3,
+    )
+    x = ksc.tile_time(_data(model, n=2), 6)
+    expected = snn.predict(x, verbose=0)
+    snn.save(tmp_path / "snn.keras")
+    np.savez(tmp_path / "x.npz", *x)
+    run_in_fresh_process(
+        f"""
+        import keras, numpy as np
+        import keras_spiking_conv
+        model = keras.saving.load_model(r"{tmp_path / "snn.keras"}")
+        data = np.load(r"{tmp_path / "x.npz"}")
+        out = model.predict([data["arr_0"], data["arr_1"]], verbose=0)
+        np.savez(r"{tmp_path / "y.npz"}", *out)
+        """
+    )
+    loaded = np.load(tmp_path / "y.npz")
+    for i, e in enumerate(expected):
+        np.testing.assert_array_equal(loaded[f"arr_{i}"], e)
+
+
+def test_report_lists_every_layer():
+    model = models.skip_and_concat()
+    converter = ksc.Converter(model, swap_activations={"relu": "spiking_relu"})
+    listed = {row["layer"] for row in converter.report.rows}
+    assert listed == {layer.name for layer in model.layers[1:]}
+    text = str(converter.report)
+    assert "spiking ReLU" in text and "sigmoid" in text
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+class _MyLayer(keras.layers.Layer):
+    def call(self, x):
+        return x * 2
+
+
+def test_clear_errors():
+    with pytest.raises(TypeError, match="expects a keras.Model.*Received: Dense"):
+        ksc.convert(keras.layers.Dense(3))
+    sub = _Subclassed()
+    sub(np.zeros((1, 3)))
+    with pytest.raises(ksc.ConversionError, match="subclassed model.*functional API"):
+        ksc.convert(sub)
+    with pytest.raises(ksc.ConversionError, match="not built.*keras.Input"):
+        ksc.convert(keras.Sequential([keras.layers.Dense(2)]))
+    inp = keras.Input((4,))
+    lam = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2, name="double")(inp))
+    with pytest.raises(ksc.ConversionError, match="'double' \\(Lambda\\).*register_stateless"):
+        ksc.convert(lam)
+    seq_in = keras.Input((5, 4))
+    rnn = keras.Model(seq_in, keras.layers.LSTM(3, name="lstm")(seq_in))
+    with pytest.raises(ksc.ConversionError, match="'lstm' \\(LSTM\\) is a recurrent layer"):
+        ksc.convert(rnn)
+    with pytest.raises(ValueError, match="n_steps.*Received: n_steps=0"):
+        ksc.convert(models.tutorial_convnet(), n_steps=0)
+    with pytest.raises(ValueError, match="swap_activations.*Received: 'lif'"):
+        ksc.convert(models.tutorial_convnet(), swap_activations={"relu": "lif"})
+    with pytest.raises(ValueError, match="scale_firing_rates.*Received: scale_firing_rates=-1"):
+        ksc.convert(models.tutorial_convnet(), scale_firing_rates=-1)
+
+
+def test_unregistered_layer_error_then_register_stateless():
+    inp = keras.Input((4,))
+    model = keras.Model(inp, _MyLayer(name="mine")(inp))
+    with pytest.raises(ksc.ConversionError, match="'mine' \\(_MyLayer\\) has no conversion rule"):
+        ksc.convert(model)
+    ksc.register_stateless(_MyLayer)
+    ksc.verify(model, ksc.convert(model), np.ones((2, 4), "float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ksc.register_stateless(_MyLayer)  # same rule again: no warning
