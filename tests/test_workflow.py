@@ -1,0 +1,223 @@
+import csv
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_spiking_conv as ksc
+from keras_spiking_conv import datasets, demo
+from keras_spiking_conv.callbacks import FiringRateMonitor, SpikingEvaluation, firing_rates
+from keras_spiking_conv.plotting import plot_activity
+from keras_spiking_conv.regularizers import TargetRate
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(source="bundled")
+    return (
+        demo.prepare(x_train[:3000]),
+        y_train[:3000],
+        demo.prepare(x_test[:200]),
+        y_test[:200],
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(mnist):
+    x_train, y_train, _, _ = mnist
+    model = demo.build_model(seed=0)
+    demo.train_base(model, x_train, y_train, epochs=2, verbose=0)
+    return model
+
+
+def test_bundled_mnist_is_real_mnist_shaped():
+    (x_train, y_train), (x_test, y_test) = datasets.load_bundled_mnist()
+    assert x_train.shape == (8000, 28, 28) and x_test.shape == (2000, 28, 28)
+    assert x_train.dtype == np.uint8 and set(np.unique(y_train)) == set(range(10))
+    assert 20 < x_train.mean() < 60  # real digits: mostly dark background
+
+
+def test_load_mnist_falls_back_with_warning_or_is_forbidden(monkeypatch):
+    def offline():
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.warns(UserWarning, match="bundled real subset"):
+        (x_train, _), _ = datasets.load_mnist()
+    assert len(x_train) == 8000
+    with pytest.raises(RuntimeError, match="could not be loaded.*bundled"):
+        datasets.load_mnist(allow_fallback=False)
+    monkeypatch.setenv(datasets.NO_FALLBACK_ENV, "1")
+    with pytest.raises(RuntimeError):
+        datasets.load_mnist()
+    with pytest.raises(ValueError, match="source.*Received: source='web'"):
+        datasets.load_mnist(source="web")
+
+
+def test_target_rate_penalty_and_range():
+    x = np.array([[[100.0, 300.0]], [[250.0, 250.0]]], dtype="float32")  # (2, 1, 2)
+    point = TargetRate(250.0, weight=0.5, time_axis=1)
+    # Keras divides by the batch size (2): mean over items of mean squared distance.
+    expected = 0.5 * np.mean([(150**2 + 50**2) / 2, 0.0])
+    assert float(point(x)) / 2 == pytest.approx(expected)
+    ranged = TargetRate((200.0, 260.0), weight=1.0)
+    assert float(ranged(x)) / 2 == pytest.approx(np.mean([(100**2 + 40**2) / 2, 0.0]))
+    config = keras.saving.serialize_keras_object(ranged)
+    assert keras.saving.deserialize_keras_object(config).get_config() == ranged.get_config()
+    with pytest.raises(ValueError, match="low <= high"):
+        TargetRate((300, 100))
+    with pytest.raises(ValueError, match="weight.*Received: weight=-1"):
+        TargetRate(10, weight=-1)
+
+
+def test_target_rate_on_a_plain_keras_layer_pulls_rates():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (64, 4)).astype("float32")
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(8, activation="relu", activity_regularizer=TargetRate(5.0, 1.0))(inp)
+    model = keras.Model(inp, keras.layers.Dense(1)(h))
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    probe = keras.Model(inp, h)
+    before = np.abs(probe.predict(x, verbose=0).mean() - 5.0)
+    model.fit(x, np.zeros((64, 1)), epochs=40, verbose=0)
+    after = np.abs(probe.predict(x, verbose=0).mean() - 5.0)
+    assert after < before / 2
+
+
+def test_callbacks_log_rates_into_history_and_csv(tmp_path, mnist, trained):
+    x_train, y_train, x_test, y_test = mnist
+    snn = ksc.convert(
+        trained, swap_activations={"relu": "relu"}, activity_regularizer=TargetRate(250.0)
+    )
+    snn.compile("rmsprop", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    monitor = FiringRateMonitor(ksc.tile_time(x_test[:20], 1))
+    spiking_eval = SpikingEvaluation(
+        x_test[:50],
+        y_test[:50],
+        n_steps=10,
+        swap_activations={"relu": "spiking_relu"},
+        scale_firing_rates=100,
+    )
+    csv_path = tmp_path / "log.csv"
+    history = snn.fit(
+        ksc.tile_time(x_train[:400], 1),
+        y_train[:400, None],
+        epochs=2,
+        batch_size=200,
+        verbose=0,
+        callbacks=[monitor, spiking_eval, keras.callbacks.CSVLogger(str(csv_path))],
+    )
+    for key in ("conv0_neuron_rate_mean", "conv0_neuron_rate_max", "conv1_neuron_silent"):
+        assert len(history.history[key]) == 2
+    assert 0 <= history.history["conv1_neuron_silent"][-1] <= 1
+    assert (
+        history.history["conv0_neuron_rate_max"][-1]
+        >= history.history["conv0_neuron_rate_mean"][-1]
+        > 0
+    )
+    assert history.history["spiking_accuracy"][-1] > 0.5
+    with open(csv_path) as f:
+        header = next(csv.reader(f))
+    assert "conv0_neuron_rate_mean" in header and "spiking_accuracy" in header
+
+
+def test_workflow_effects_hold(mnist, trained):
+    """A short version of the tutorial: each effect goes the right way."""
+    _, _, x_test, y_test = mnist
+
+    def acc(**kwargs):
+        return demo.run_network(trained, x_test, y_test, seed=0, **kwargs)
+
+    rate = acc(spiking=False, n_steps=10)
+    naive = acc(spiking=True, n_steps=30)
+    smoothed = acc(spiking=True, n_steps=60, synapse=0.01)
+    scaled = acc(spiking=True, n_steps=30, synapse=0.01, scale=10.0)
+    huge = acc(spiking=True, n_steps=10, scale=1000.0)
+    assert rate["accuracy"] > 80
+    assert naive["accuracy"] < rate["accuracy"] - 30  # naive spiking fails
+    assert smoothed["accuracy"] > naive["accuracy"] + 10  # the synapse helps
+    assert scaled["accuracy"] > smoothed["accuracy"]  # scaling helps further
+    assert scaled["accuracy"] > rate["accuracy"] - 10
+    assert abs(huge["accuracy"] - rate["accuracy"]) <= 3  # scale 1000 ~ rate
+    conv0 = "conv0_neuron"
+    assert scaled["rates"][conv0]["mean"] == pytest.approx(
+        10 * rate["rates"][conv0]["mean"], rel=0.1
+    )
+
+
+def test_regularized_training_moves_rates_and_converts(mnist, trained):
+    x_train, y_train, x_test, y_test = mnist
+    before = firing_rates(
+        ksc.convert(trained, swap_activations={"relu": "relu"}), ksc.tile_time(x_test, 1)
+    )
+    regularized = demo.train_regularized(trained, x_train, y_train, epochs=2, verbose=0)
+    after = firing_rates(regularized, ksc.tile_time(x_test, 1))
+    for layer in ("conv0_neuron", "conv1_neuron"):
+        assert abs(after[layer]["mean"] - 250) < abs(before[layer]["mean"] - 250)
+    # Converting the regularized network loses less than converting the base one.
+    kwargs = dict(spiking=True, n_steps=30, synapse=0.01)
+    spiking = demo.run_network(regularized, x_test, y_test, **kwargs)
+    base = demo.run_network(trained, x_test, y_test, **kwargs)
+    assert spiking["accuracy"] > base["accuracy"] + 5
+
+
+def test_plot_is_a_png(tmp_path):
+    rng = np.random.default_rng(0)
+    path = plot_activity(
+        rng.uniform(0, 255, (2, 28, 28, 1)),
+        rng.integers(0, 2, (2, 10, 26, 26, 8)) * 1000.0,
+        rng.normal(size=(2, 10, 10)),
+        tmp_path / "p.png",
+        title="test",
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_cli_prints_every_row(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_spiking_conv",
+            "demo",
+            "--data",
+            "bundled",
+            "--quiet",
+            "--train-images",
+            "500",
+            "--epochs",
+            "1",
+            "--regularized-epochs",
+            "1",
+            "--test-images",
+            "20",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for label, *_ in demo.ROWS:
+        assert f"| {label} |" in out.stdout
+    assert "conv0" in out.stdout and "Hz" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "keras_spiking_conv", "demo", "--epochs", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--epochs must be >= 1" in bad.stderr
+
+
+def test_tutorial_script_and_notebook_are_in_sync():
+    jupytext = pytest.importorskip("jupytext")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        script = jupytext.read("tutorials/convert_keras_to_snn.py")
+        notebook = jupytext.read("tutorials/convert_keras_to_snn.ipynb")
+    assert [c.source for c in script.cells] == [c.source for c in notebook.cells]
