@@ -12,6 +12,8 @@ from keras_spiking_conv.conversion import (
     tile_time,
     verify,
 )
+from keras_spiking_conv.export import export
+from keras_spiking_conv.fused import FusedNetwork, NetworkCell, fuse
 from keras_spiking_conv.layers import (
     LowpassSynapse,
     LowpassSynapseCell,
@@ -19,6 +21,13 @@ from keras_spiking_conv.layers import (
     SpikingReLU,
     SpikingReLUCell,
     TimeFold,
+)
+from keras_spiking_conv.streaming import (
+    StateSpec,
+    Stream,
+    initial_states,
+    process_chunk,
+    state_layout,
 )
 
 __version__ = "0.1.0"
@@ -33,6 +42,15 @@ __all__ = [
     "register_stateless",
     "tile_time",
     "verify",
+    "export",
+    "FusedNetwork",
+    "NetworkCell",
+    "fuse",
+    "StateSpec",
+    "Stream",
+    "initial_states",
+    "process_chunk",
+    "state_layout",
     "LowpassSynapse",
     "LowpassSynapseCell",
     "RateScale",

@@ -33,7 +33,9 @@ def firing_rates(model, x, layers=None, batch_size=None):
     layers = [model.get_layer(n) if isinstance(n, str) else n for n in layers]
     if not layers:
         return {}
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    from keras_spiking_conv.fused import fuse
+
+    probe = fuse(keras.Model(model.inputs, [layer.output for layer in layers]))
     outputs = probe.predict(x, batch_size=batch_size, verbose=0)
     if len(layers) == 1:
         outputs = [outputs]

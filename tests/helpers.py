@@ -53,6 +53,24 @@ def gradient(fn, x):
     raise NotImplementedError(backend)
 
 
+def native_relu():
+    """The current backend's own ReLU function (`tf.nn.relu`, `jax.nn.relu`, `torch.relu`)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.relu
+    if backend == "jax":
+        import jax
+
+        return jax.nn.relu
+    if backend == "torch":
+        import torch
+
+        return torch.relu
+    raise NotImplementedError(backend)
+
+
 def run_in_fresh_process(code, cwd=None, env=None, timeout=300):
     """Runs Python `code` in a new interpreter and returns its stdout."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}

@@ -6,7 +6,7 @@ import pytest
 
 import keras_spiking_conv as ksc
 from tests import models
-from tests.helpers import run_in_fresh_process
+from tests.helpers import native_relu, run_in_fresh_process
 
 
 def _data(model, n=3, seed=0):
@@ -65,34 +65,50 @@ def test_keras_applications_convert_exactly(name, kwargs):
 
 
 def _relu_forms():
-    import tensorflow as tf
-
     L = keras.layers
     inp = keras.Input((10,))
     a = L.Dense(6, activation="relu", name="by_name")(inp)
     b = L.Dense(6, activation=keras.activations.relu, name="by_keras_fn")(a)
-    c = L.Dense(6, activation=tf.nn.relu, name="by_tf_fn")(b)
+    c = L.Dense(6, activation=native_relu(), name="by_native_fn")(b)
     d = L.Activation("relu", name="act_layer")(L.Dense(6, name="pre_act")(c))
     e = L.ReLU(name="relu_layer")(L.Dense(6, name="pre_relu")(d))
     f = L.Dense(6, activation="tanh", name="tanh_dense")(e)
     return keras.Model(inp, L.Dense(3, name="out")(f))
 
 
-@pytest.mark.parametrize("key", ["relu", keras.activations.relu, keras.layers.ReLU, "tf.nn.relu"])
+@pytest.mark.parametrize("key", ["relu", keras.activations.relu, keras.layers.ReLU, "native"])
 def test_swap_finds_every_relu_form(key):
-    if key == "tf.nn.relu":
-        import tensorflow as tf
-
-        key = tf.nn.relu
+    # "native" is the backend's own function: tf.nn.relu, jax.nn.relu or torch.relu.
+    key = native_relu() if key == "native" else key
     model = _relu_forms()
     converter = ksc.Converter(model, swap_activations={key: "spiking_relu"})
     assert sorted(converter.report.spiking_layers) == sorted(
-        ["by_name", "by_keras_fn", "by_tf_fn", "act_layer", "relu_layer"]
+        ["by_name", "by_keras_fn", "by_native_fn", "act_layer", "relu_layer"]
     )
     neurons = [layer for layer in converter.model.layers if isinstance(layer, ksc.SpikingReLU)]
     assert len(neurons) == 5 and all(n.spiking for n in neurons)
     tanh = next(r for r in converter.report.rows if r["layer"] == "tanh_dense")
     assert "not a ReLU" in tanh["note"]
+
+
+def test_model_with_native_relu_converts_exactly(rng):
+    model = _relu_forms()
+    x = rng.normal(size=(4, 10)).astype("float32")
+    ksc.verify(model, ksc.convert(model), x, n_steps=3)
+    rate = ksc.convert(model, swap_activations={native_relu(): "relu"}, scale_firing_rates=2.0)
+    ksc.verify(model, rate, x, n_steps=3)
+
+
+@pytest.mark.parametrize(
+    "module, name", [("tensorflow", "nn.relu"), ("jax", "nn.relu"), ("torch", "relu")]
+)
+def test_every_framework_relu_function_is_a_relu_key(module, name):
+    # Keys are matched by name, so any framework's ReLU works on any backend.
+    fn = pytest.importorskip(module)
+    for part in name.split("."):
+        fn = getattr(fn, part)
+    converter = ksc.Converter(_relu_forms(), swap_activations={fn: "spiking_relu"})
+    assert len(converter.report.spiking_layers) == 5
 
 
 def test_unmatched_swap_key_warns():
@@ -147,6 +163,19 @@ def test_original_model_is_never_changed():
     assert [(layer.name, type(layer)) for layer in model.layers] == layers_before
     for b, a in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(b, a)
+
+
+def test_training_the_converted_model_leaves_the_original_usable():
+    # The two models share no weight buffer: on JAX, `fit` donates the converted
+    # model's variable buffers, which would delete the original's if they were shared.
+    model = models.tutorial_convnet()
+    x = np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    snn = ksc.convert(model)
+    snn.compile(keras.optimizers.SGD(0.1), "mse")
+    snn.fit(ksc.tile_time(x, 2), np.ones((4, 2, 10), "float32"), epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), expected)
+    assert not np.allclose(snn.predict(ksc.tile_time(x, 2), verbose=0)[:, 0], expected)
 
 
 def test_reconverting_keeps_trained_weights():

@@ -15,6 +15,7 @@ import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_spiking_conv._validation import check_number, check_seed
 from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-in rules)
@@ -158,6 +159,24 @@ def _neuron_template(activation, neuron):
     )
 
 
+def _copy_weights(new_layer, source_layer):
+    """Copies `source_layer`'s weights into `new_layer`, backend tensor to backend tensor.
+
+    Unlike `set_weights(get_weights())` this makes no NumPy round trip (whose
+    `Variable.__array__` raises NumPy 2 DeprecationWarnings on JAX and PyTorch), and
+    each weight gets its own copy: JAX training donates variable buffers, so the
+    converted model must never share one with the original.
+    """
+    new, source = new_layer.weights, source_layer.weights
+    if len(new) != len(source) or any(
+        tuple(a.shape) != tuple(b.shape) for a, b in zip(new, source, strict=True)
+    ):
+        new_layer.set_weights(source_layer.get_weights())  # raises Keras' own error
+        return
+    for target, value in zip(new, source, strict=True):
+        target.assign(ops.copy(value.value))
+
+
 class ConversionContext:
     """What a conversion rule can use: cloning, folding, neuron blocks, the report."""
 
@@ -192,9 +211,18 @@ class ConversionContext:
         """A new layer with `layer`'s config (one per original layer, so sharing is kept)."""
         if id(layer) not in self._clones:
             config = copy.deepcopy(layer.get_config())
-            if drop_activation and "activation" in config:
+            activation = getattr(layer, "activation", None)
+            keep_activation = False
+            if "activation" in config and (drop_activation or callable(activation)):
+                # The activation is not round-tripped through its config: a backend
+                # function such as `jax.nn.relu` or `torch.relu` serializes to a config
+                # Keras cannot read back. The clone gets the very same function.
                 config["activation"] = "linear"
-            self._clones[id(layer)] = (type(layer).from_config(config), layer)
+                keep_activation = not drop_activation
+            new_layer = type(layer).from_config(config)
+            if keep_activation:
+                new_layer.activation = activation
+            self._clones[id(layer)] = (new_layer, layer)
         return self._clones[id(layer)][0]
 
     def fold(self, new_layer, source_layer, args, kwargs):
@@ -207,7 +235,7 @@ class ConversionContext:
         inputs = args[0] if len(args) == 1 else list(args)
         outputs = wrapper(inputs, **call_kwargs)
         if id(new_layer) not in self._weights_copied:
-            new_layer.set_weights(source_layer.get_weights())
+            _copy_weights(new_layer, source_layer)
             self._weights_copied.add(id(new_layer))
         return outputs
 
@@ -291,7 +319,12 @@ class _Conversion:
         self.report = ConversionReport(model.name)
         self.context = ConversionContext(options, already_converted, self.report, rng)
         functional = _as_functional(model)
-        self.context.used_names.update(layer.name for layer in functional.layers)
+        # Names stay taken, except those of neuron blocks being rebuilt.
+        self.context.used_names.update(
+            layer.name
+            for layer in functional.layers
+            if not isinstance(layer, (SpikingReLU, LowpassSynapse, RateScale))
+        )
         inputs = [
             keras.Input(
                 batch_shape=(

@@ -33,9 +33,11 @@ class RateScale(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs):
-        if self.inverse:
-            return inputs / self.scale
-        return inputs * self.scale
+        # Division is a multiplication by the reciprocal, computed once: XLA
+        # (Keras' default for `predict` on TensorFlow) rewrites `x / s` that way,
+        # and the eager, compiled and exported forms must round alike.
+        factor = 1.0 / self.scale if self.inverse else self.scale
+        return inputs * factor
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -117,7 +117,13 @@ class SpikingReLUCell(FeatureCell):
     def initial_state_value(self, batch_size):
         shape = (batch_size, *self.feature_shape)
         if self.initial_voltage == "random":
-            return ops.broadcast_to(ops.cast(self.voltage0, self.compute_dtype), shape)
+            # Adding to zeros (not `ops.broadcast_to`) gives a tensor with its own
+            # memory on every backend: PyTorch's `broadcast_to` returns a stride-0
+            # view, and a stateful layer's state variable made from it cannot be
+            # assigned in place ("more than one element ... refers to a single
+            # memory location").
+            voltage0 = ops.cast(self.voltage0, self.compute_dtype)
+            return ops.zeros(shape, dtype=self.compute_dtype) + voltage0
         return ops.full(shape, self.initial_voltage, dtype=self.compute_dtype)
 
     def call(self, inputs, states, training=False):

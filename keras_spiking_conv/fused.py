@@ -1,0 +1,209 @@
+"""`fuse()`: run a whole converted network step by step in one loop over time.
+
+A converted model runs layer by layer: each stateless layer on every timestep
+at once (time folded into the batch), each neuron and synapse as its own loop
+over time. Every layer's whole `(batch, time, ...)` activity then goes through
+memory. A fused model runs the whole network for one timestep, then the next,
+inside a single loop (`keras.layers.RNN` over one cell that is the whole
+network): each step's activity is small enough to stay in cache, and the
+neuron's elementwise work sits next to the convolution that feeds it. On CPU
+this is the faster form for spiking simulation (see docs/performance.md).
+
+The fused model computes the same equations as the layer-wise one; its
+outputs match up to float rounding (convolutions of different batch sizes
+may round differently in the last bit, which can move a spike by one step
+in rare cases).
+"""
+
+import math
+
+import keras
+from keras import ops, tree
+
+from keras_spiking_conv.layers import LowpassSynapse, RateScale, SpikingReLU, TimeFold
+from keras_spiking_conv.streaming import _walk, initial_states, state_layout
+
+PACKAGE = "keras_spiking_conv"
+
+
+def _step_size(shape):
+    return int(math.prod(shape))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NetworkCell(keras.layers.Layer):
+    """An RNN cell whose step is one timestep of a whole converted network.
+
+    Its input is every network input of one step, flattened and concatenated;
+    its output every network output, flattened and concatenated; its states
+    are the network's neuron voltages and synapse states (see
+    `keras_spiking_conv.state_layout`).
+
+    Args:
+        network: A converted model (from `keras_spiking_conv.convert`).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    def __init__(self, network, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(network, dict):
+            network = keras.saving.deserialize_keras_object(network)
+        self.network = network
+        self.layout = state_layout(network)
+        self.keys = list(self.layout)
+        self.input_shapes = [tuple(x.shape[2:]) for x in network.inputs]
+        self.output_shapes = [tuple(y.shape[2:]) for y in network.outputs]
+        self.state_size = [-1] * len(self.keys) if self.keys else [1]
+        self.output_size = sum(_step_size(s) for s in self.output_shapes)
+
+    def build(self, input_shape):
+        self.built = True
+
+    def get_initial_state(self, batch_size=None):
+        if not self.keys:
+            return [ops.zeros((batch_size, 1), dtype=self.compute_dtype)]
+        states = initial_states(self.network, batch_size)
+        return [states[key] for key in self.keys]
+
+    def split_inputs(self, flat):
+        """The concatenated step input as one tensor per network input."""
+        pieces, start = [], 0
+        for shape in self.input_shapes:
+            size = _step_size(shape)
+            pieces.append(ops.reshape(flat[:, start : start + size], (-1, *shape)))
+            start += size
+        return pieces
+
+    def call(self, inputs, states, training=False):
+        by_path = {spec.path: key for key, spec in self.layout.items()}
+        current = dict(zip(self.keys, states, strict=False))
+        new_states = {}
+
+        def visit(op, args, kwargs, path):
+            x = args[0]
+            if isinstance(op, TimeFold):
+                inner = op.layer
+                if getattr(inner, "_call_has_training_arg", False):
+                    return inner(x, training=training)
+                return inner(x)
+            if path in by_path:
+                key = by_path[path]
+                cell_kwargs = {"training": training} if op.cell._call_has_training_arg else {}
+                output, (state,) = op.cell(x, [current[key]], **cell_kwargs)
+                new_states[key] = state
+                return output
+            if isinstance(op, SpikingReLU):  # rate mode: no state
+                output, _ = op.cell(x, [x], training=training)
+                return output
+            if isinstance(op, (RateScale, LowpassSynapse)) or not args[1:]:
+                return op(*args, **kwargs)
+            raise NotImplementedError(
+                f"fuse(): layer '{op.name}' ({type(op).__name__}) cannot run one timestep "
+                "at a time. Use the layer-wise converted model."
+            )
+
+        outputs = _walk(self.network, self.split_inputs(inputs), visit)
+        flat_out = [ops.reshape(y, (ops.shape(y)[0], -1)) for y in tree.flatten(outputs)]
+        output = flat_out[0] if len(flat_out) == 1 else ops.concatenate(flat_out, axis=-1)
+        if not self.keys:
+            return output, list(states)
+        return output, [new_states[key] for key in self.keys]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "network": keras.saving.serialize_keras_object(self.network),
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FusedNetwork(keras.layers.Layer):
+    """A converted network run step by step in one loop over time.
+
+    Args:
+        network: A converted model (from `keras_spiking_conv.convert`).
+        stateful: Keep the states between calls (streaming; static batch size).
+            Defaults to `False`.
+        **kwargs: Base layer keyword arguments.
+
+    Call arguments:
+        inputs: The network's inputs, each `(batch, time, ...)`.
+
+    Output: the network's outputs, each `(batch, time, ...)`.
+    """
+
+    def __init__(self, network, stateful=False, **kwargs):
+        super().__init__(**kwargs)
+        self.cell = NetworkCell(network)
+        self.rnn = keras.layers.RNN(self.cell, return_sequences=True, stateful=stateful)
+        self.stateful = stateful
+
+    @property
+    def network(self):
+        return self.cell.network
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, inputs, training=False):
+        flat = tree.flatten(inputs)
+        batch, time = ops.shape(flat[0])[0], ops.shape(flat[0])[1]
+        pieces = [ops.reshape(x, (batch, time, -1)) for x in flat]
+        sequence = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=-1)
+        output = self.rnn(sequence, training=training)
+        outputs, start = [], 0
+        for shape in self.cell.output_shapes:
+            size = _step_size(shape)
+            outputs.append(ops.reshape(output[..., start : start + size], (batch, time, *shape)))
+            start += size
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def compute_output_spec(self, inputs, training=False):
+        return self.network.compute_output_spec(inputs)
+
+    def reset_state(self):
+        """Returns a stateful fused network to its initial states."""
+        if self.rnn.states is not None:
+            batch = ops.shape(self.rnn.states[0])[0]
+            values = self.cell.get_initial_state(batch)
+            for variable, value in zip(self.rnn.states, values, strict=True):
+                variable.assign(value)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "network": keras.saving.serialize_keras_object(self.network),
+            "stateful": self.stateful,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)
+
+
+def fuse(model, stateful=False, batch_size=None):
+    """The converted `model` as one loop over time: same outputs, usually faster.
+
+    Args:
+        model: A converted model (from `keras_spiking_conv.convert`), e.g. a
+            `probe` model to also get layer activity.
+        stateful: Keep neuron and synapse states between calls, for streaming
+            chunks of a sequence (`reset_states` starts a new one). Needs
+            `batch_size`. Defaults to `False`.
+        batch_size: Fixed batch size (needed when `stateful`). Defaults to `None`.
+
+    Returns:
+        A `keras.Model` with the same inputs and outputs as `model`, sharing its
+        weights (training one trains the other), whose layer is a `FusedNetwork`.
+    """
+    if stateful and batch_size is None:
+        raise ValueError("fuse(): `stateful=True` needs a fixed `batch_size`. Received: None")
+    inputs = [
+        keras.Input(batch_shape=(batch_size, *x.shape[1:]), dtype=x.dtype, name=x.name)
+        for x in model.inputs
+    ]
+    inputs = inputs[0] if len(inputs) == 1 else inputs
+    layer = FusedNetwork(model, stateful=stateful, name=f"{model.name}_fused")
+    return keras.Model(inputs, layer(inputs), name=f"{model.name}_fused")

@@ -1,0 +1,84 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_spiking_conv as ksc
+from tests import models
+
+
+def _inputs(model, n, steps, high=255.0, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = [rng.uniform(0, high, (n, *x.shape[1:])).astype("float32") for x in model.inputs]
+    return ksc.tile_time(xs[0] if len(xs) == 1 else xs, steps)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"swap_activations": {"relu": "spiking_relu"}},
+        {"swap_activations": {"relu": "spiking_relu"}, "synapse": 0.01, "scale_firing_rates": 3},
+    ],
+)
+def test_fused_equals_layerwise(options):
+    model = models.tutorial_convnet()
+    snn = ksc.convert(model, seed=0, **options)
+    fused = ksc.fuse(snn)
+    x = _inputs(model, 4, 25)
+    expected = ops.convert_to_numpy(snn(x))
+    actual = ops.convert_to_numpy(fused(x))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-4)
+    if options:
+        assert np.abs(expected).max() > 0  # real activity went through
+
+
+def test_fused_nested_shared_multi_io_and_predict():
+    model = models.nested_shared_multi_io()
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"}, synapse=0.005, seed=1)
+    fused = ksc.fuse(snn)
+    x = _inputs(model, 3, 12, high=100.0)
+    for a, b in zip(snn.predict(x, verbose=0), fused.predict(x, verbose=0), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4)
+
+
+def test_fused_trains_and_shares_weights():
+    model = models.tutorial_convnet()
+    rate = ksc.convert(model)
+    fused = ksc.fuse(rate)
+    x = _inputs(model, 16, 1, high=1.0)
+    y = np.random.default_rng(1).integers(0, 10, (16, 1))
+    fused.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = rate.layers[-1].get_weights()[0].copy()
+    fused.fit(x, y, epochs=1, verbose=0)
+    after = rate.layers[-1].get_weights()[0]
+    assert not np.allclose(before, after)  # training the fused model trained the shared weights
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(fused(x)), ops.convert_to_numpy(rate(x)), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_fused_keras_file_round_trip(tmp_path):
+    model = models.tutorial_convnet()
+    fused = ksc.fuse(ksc.convert(model, swap_activations={"relu": "spiking_relu"}, synapse=0.01))
+    x = _inputs(model, 2, 10)
+    expected = ops.convert_to_numpy(fused(x))
+    fused.save(tmp_path / "fused.keras")
+    loaded = keras.saving.load_model(tmp_path / "fused.keras")
+    np.testing.assert_array_equal(ops.convert_to_numpy(loaded(x)), expected)
+
+
+def test_stateful_fused_streams_chunks():
+    model = models.tutorial_convnet()
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"}, synapse=0.005, seed=2)
+    x = _inputs(model, 2, 12)
+    whole = ops.convert_to_numpy(snn(x))
+    stream = ksc.fuse(snn, stateful=True, batch_size=2)
+    chunks = [ops.convert_to_numpy(stream(x[:, i : i + 4])) for i in range(0, 12, 4)]
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), whole, rtol=1e-5, atol=1e-4)
+    for layer in stream.layers:
+        if isinstance(layer, ksc.FusedNetwork):
+            layer.reset_state()
+    np.testing.assert_allclose(ops.convert_to_numpy(stream(x)), whole, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="needs a fixed `batch_size`"):
+        ksc.fuse(snn, stateful=True)
