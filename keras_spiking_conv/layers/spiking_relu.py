@@ -128,11 +128,11 @@ class SpikingReLUCell(FeatureCell):
 
     def call(self, inputs, states, training=False):
         voltage = states[0]
-        rates = neurons.spiking_relu_rates(inputs, self.amplitude)
         if not self.spiking or (training and not self.spiking_aware_training):
-            return rates, [voltage]
+            return neurons.spiking_relu_rates(inputs, self.amplitude), [voltage]
         spikes, voltage = neurons.spiking_relu_step(inputs, voltage, self.dt, self.amplitude)
         if training:
+            rates = neurons.spiking_relu_rates(inputs, self.amplitude)
             spikes = rates + ops.stop_gradient(spikes - rates)
         return spikes, [voltage]
 
