@@ -22,6 +22,7 @@ from keras_spiking_conv.layers import (
     SpikingReLUCell,
     TimeFold,
 )
+from keras_spiking_conv.saving import save
 from keras_spiking_conv.streaming import (
     StateSpec,
     Stream,
@@ -46,6 +47,7 @@ __all__ = [
     "FusedNetwork",
     "NetworkCell",
     "fuse",
+    "save",
     "StateSpec",
     "Stream",
     "initial_states",

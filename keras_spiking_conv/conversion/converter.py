@@ -33,6 +33,11 @@ from keras_spiking_conv.layers import (
 
 _OUR_LAYERS = (TimeFold, SpikingReLU, LowpassSynapse, RateScale)
 
+# Neuron blocks compute in float32 under any global policy: a voltage integrated in
+# float16/bfloat16 drifts, `n * amplitude / dt` stops being whole spikes, and scaled
+# rates overflow float16.
+NEURON_DTYPE = "float32"
+
 # Suffixes of the layers a neuron block adds after its source layer's name.
 SUFFIXES = ("scale", "neuron", "unscale", "synapse")
 
@@ -229,7 +234,11 @@ class ConversionContext:
         """Applies `new_layer` to every timestep at once; copies `source_layer`'s weights."""
         if id(new_layer) not in self._wrappers:
             self.used_names.add(new_layer.name)
-            self._wrappers[id(new_layer)] = TimeFold(new_layer, name=new_layer.name)
+            # The wrapper computes in the wrapped layer's own precision, whatever the
+            # global policy is now (a float32 model converted under a mixed policy).
+            self._wrappers[id(new_layer)] = TimeFold(
+                new_layer, name=new_layer.name, dtype=new_layer.dtype_policy
+            )
         wrapper = self._wrappers[id(new_layer)]
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         inputs = args[0] if len(args) == 1 else list(args)
@@ -282,20 +291,25 @@ class ConversionContext:
         if regularizer is not None:
             regularizer = _time_averaged(regularizer)
         if scale != 1.0:
-            x = RateScale(scale, name=self.unique_name(f"{source}_scale"))(x)
+            x = RateScale(scale, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_scale"))(x)
         neuron = SpikingReLU(
             **template,
             dt=o.dt,
             spiking=spiking,
             seed=int(self.rng.integers(0, 2**31 - 1)),
             activity_regularizer=regularizer,
+            dtype=NEURON_DTYPE,
             name=self.unique_name(f"{source}_neuron"),
         )
         x = neuron(x)
         if scale != 1.0:
-            x = RateScale(scale, inverse=True, name=self.unique_name(f"{source}_unscale"))(x)
+            x = RateScale(
+                scale, inverse=True, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_unscale")
+            )(x)
         if tau is not None:
-            x = LowpassSynapse(tau=tau, dt=o.dt, name=self.unique_name(f"{source}_synapse"))(x)
+            x = LowpassSynapse(
+                tau=tau, dt=o.dt, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_synapse")
+            )(x)
         self.report.add_block(source, spiking=spiking, scale=scale, tau=tau, neuron=neuron.name)
         return x
 

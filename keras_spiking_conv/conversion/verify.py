@@ -63,6 +63,15 @@ def probe_layer_name(converted, layer_name):
     for candidate in (f"{layer_name}_{SUFFIXES[1]}", layer_name):
         if candidate in names:
             return candidate
+    for layer in converted.layers:
+        if isinstance(layer, keras.Model):
+            inner = {sub.name for sub in layer.layers}
+            if layer_name in inner or f"{layer_name}_{SUFFIXES[1]}" in inner:
+                raise ValueError(
+                    f"probe(): '{layer_name}' is inside the nested model '{layer.name}' of "
+                    f"'{converted.name}'; probe() sees top-level layers only. Fix: probe "
+                    f"'{layer.name}' (its output), or build the model without nesting."
+                )
     raise ValueError(
         f"probe(): no layer '{layer_name}' (or its neuron '{layer_name}_neuron') in the "
         f"converted model '{converted.name}'. Available layers: {sorted(names)}"

@@ -86,6 +86,15 @@ class FeatureSequence(keras.layers.RNN):
             )
         super().build(sequences_shape, initial_state_shape)
 
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if sequences.shape[1] == 0:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' received a time axis of length 0 "
+                f"(input shape {tuple(sequences.shape)}): a simulation needs at least one "
+                "step. Give the input at least one timestep."
+            )
+        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, length, features = sequences_shape[0], sequences_shape[1], sequences_shape[2:]
         output_shape = (batch, length, *features) if self.return_sequences else (batch, *features)
