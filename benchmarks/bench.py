@@ -55,16 +55,29 @@ def worker(args):
     elif args.variant == "plain":
         model.compile(**jit)
         seconds = timed(lambda: model.predict(x, batch_size=batch, verbose=0), repeats=5)
-    elif args.variant in ("converted", "fused", "td_rnn"):
-        if args.variant in ("converted", "fused"):
+    elif args.variant in ("converted", "layerwise", "td_rnn"):
+        if args.variant in ("converted", "layerwise"):
             snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"}, n_steps=steps)
-            if args.variant == "fused":
-                snn = ksc.fuse(snn)
+            if args.variant == "layerwise":
+                snn.execution = "layers"  # the layer-by-layer execution, for comparison
         else:
             snn = networks.time_distributed_rnn(model, steps)
         snn.compile(**jit)
         tiled = np.repeat(x[:, None], steps, axis=1)
         seconds = timed(lambda: snn.predict(tiled, batch_size=batch, verbose=0))
+    elif args.variant == "stream":
+        # Streaming: chunks of 10 steps through a Stream; only the states persist.
+        snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"}, synapse=0.01)
+        stream = ksc.Stream(snn)
+        chunk = np.repeat(x[:batch, None], 10, axis=1)
+
+        def run():
+            stream.reset()
+            for _ in range(steps // 10):
+                stream(chunk)
+
+        seconds = timed(run)
+        n = batch
     elif args.variant in ("fit_plain", "fit_converted"):
         y = np.random.default_rng(1).integers(0, 10, (n,))
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -78,6 +91,7 @@ def worker(args):
         raise SystemExit(f"unknown variant {args.variant}")
     result["seconds"] = seconds
     result["images_per_s"] = n / seconds
+    result["images"] = n
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -135,20 +149,31 @@ def run_worker(network, variant, steps, batch, images, jit):
     raise RuntimeError(f"worker failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
 
 
+# Images per measurement: fewer for long simulations, so each run takes seconds, not minutes.
+IMAGES = {
+    "tutorial_convnet": {1: 2000, 10: 400, 60: 200, 200: 100},
+    "resnet_small": {1: 1000, 10: 100, 60: 50, 200: 20},
+}
+
+
 def plan(quick):
     """(network, variant, steps, images) tuples to measure."""
     rows = []
-    for network in ("tutorial_convnet", "resnet_small"):
-        images = 100 if quick else (400 if network == "tutorial_convnet" else 200)
-        rows.append((network, "plain", 1, 2000 if not quick else 400))
+    for network, images in IMAGES.items():
+        if quick:
+            images = {t: max(20, n // 5) for t, n in images.items()}
+        rows.append((network, "plain", 1, images[1]))
         for steps in (10,) if quick else (10, 60, 200):
-            rows.append((network, "converted", steps, images))
-            rows.append((network, "fused", steps, images))
-        rows.append((network, "td_rnn", 10 if quick else 60, images))
+            rows.append((network, "converted", steps, images[steps]))
+            rows.append((network, "layerwise", steps, images[steps]))
+        td_steps = 10 if quick else 60
+        rows.append((network, "td_rnn", td_steps, images[td_steps]))
         if network == "tutorial_convnet" and _has_sinabs():
-            rows.append((network, "sinabs", 10 if quick else 60, images))
-        rows.append((network, "fit_plain", 1, 2000 if not quick else 400))
-        rows.append((network, "fit_converted", 1, 2000 if not quick else 400))
+            rows.append((network, "sinabs", td_steps, images[td_steps]))
+        rows.append((network, "fit_plain", 1, images[1]))
+        rows.append((network, "fit_converted", 1, images[1]))
+    for steps in (20, 200) if quick else (20, 2000):
+        rows.append(("tutorial_convnet", "stream", steps, 100))
     return rows
 
 
@@ -204,7 +229,7 @@ def summarize(results, rounds):
             "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
         }
         plain = [r for r in results if r["network"] == network and r["variant"] == "plain"]
-        if plain and variant in ("converted", "fused", "td_rnn", "sinabs"):
+        if plain and variant in ("converted", "layerwise", "td_rnn", "sinabs", "stream"):
             plain_ips = statistics.median(r["images_per_s"] for r in plain)
             # Time of this variant / (T x time of plain predict), per image.
             row["ratio_to_T_plain"] = (1 / ips) / (steps / plain_ips)
@@ -238,9 +263,9 @@ def markdown(table, env, args):
         )
     lines += [
         "",
-        "ratio: for `converted`/`td_rnn`, time per image / (T x time per image of plain "
-        "predict) (below 1 is faster than T plain predicts); for `fit_converted`, epoch time / "
-        "the original's `fit` epoch time.",
+        "ratio: for the simulations, time per image / (T x time per image of plain predict) "
+        "(below 1 is faster than T plain predicts); for `fit_converted`, epoch time / the "
+        "original's `fit` epoch time.",
     ]
     return "\n".join(lines)
 
@@ -270,7 +295,8 @@ def main():
     results = []
     for round_index in range(args.rounds):
         for network, variant, steps, images in rows:
-            result = run_worker(network, variant, steps, args.batch, images, args.jit)
+            batch = min(args.batch, images)
+            result = run_worker(network, variant, steps, batch, images, args.jit)
             result["round"] = round_index
             results.append(result)
             print(

@@ -13,7 +13,7 @@ from keras_spiking_conv.conversion import (
     verify,
 )
 from keras_spiking_conv.export import export
-from keras_spiking_conv.fused import FusedNetwork, NetworkCell, fuse
+from keras_spiking_conv.fused import FusedNetwork, NetworkCell, SpikingModel, fuse
 from keras_spiking_conv.layers import (
     LowpassSynapse,
     LowpassSynapseCell,
@@ -47,6 +47,7 @@ __all__ = [
     "FusedNetwork",
     "NetworkCell",
     "fuse",
+    "SpikingModel",
     "save",
     "StateSpec",
     "Stream",

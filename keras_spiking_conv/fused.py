@@ -16,6 +16,7 @@ in rare cases).
 """
 
 import math
+import weakref
 
 import keras
 from keras import ops, tree
@@ -133,9 +134,14 @@ class FusedNetwork(keras.layers.Layer):
     """
 
     def __init__(self, network, stateful=False, **kwargs):
+        # The loop carries the neuron and synapse states, which are float32 under any
+        # policy (see the converter); each layer inside keeps its own policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.cell = NetworkCell(network)
-        self.rnn = keras.layers.RNN(self.cell, return_sequences=True, stateful=stateful)
+        self.cell = NetworkCell(network, dtype=self.dtype_policy)
+        self.rnn = keras.layers.RNN(
+            self.cell, return_sequences=True, stateful=stateful, dtype=self.dtype_policy
+        )
         self.stateful = stateful
 
     @property
@@ -147,14 +153,22 @@ class FusedNetwork(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         flat = tree.flatten(inputs)
+        if flat[0].shape[1] == 0:
+            layers = [spec.layer for spec in self.cell.layout.values()]
+            raise ValueError(
+                f"FusedNetwork '{self.name}' (neurons and synapses {layers}) received a time "
+                f"axis of length 0 (input shape {tuple(flat[0].shape)}): a simulation needs "
+                "at least one step. Give the input at least one timestep."
+            )
         batch, time = ops.shape(flat[0])[0], ops.shape(flat[0])[1]
         pieces = [ops.reshape(x, (batch, time, -1)) for x in flat]
         sequence = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=-1)
         output = self.rnn(sequence, training=training)
         outputs, start = [], 0
-        for shape in self.cell.output_shapes:
+        for shape, spec in zip(self.cell.output_shapes, self.network.outputs, strict=True):
             size = _step_size(shape)
-            outputs.append(ops.reshape(output[..., start : start + size], (batch, time, *shape)))
+            piece = ops.reshape(output[..., start : start + size], (batch, time, *shape))
+            outputs.append(ops.cast(piece, spec.dtype))
             start += size
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -207,3 +221,48 @@ def fuse(model, stateful=False, batch_size=None):
     inputs = inputs[0] if len(inputs) == 1 else inputs
     layer = FusedNetwork(model, stateful=stateful, name=f"{model.name}_fused")
     return keras.Model(inputs, layer(inputs), name=f"{model.name}_fused")
+
+
+# The FusedNetwork of each SpikingModel, kept outside Keras' tracking (the layer refers
+# back to its model, and a model must not track itself).
+_FUSED = weakref.WeakKeyDictionary()
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpikingModel(keras.Model):
+    """The model `convert` returns: a functional graph over `(batch, time, ...)`.
+
+    Its layers are the layer-wise conversion (inspect them, probe them,
+    re-convert them). When it runs, it picks the faster execution: a model with
+    neuron or synapse states (spiking neurons, synapses) runs as one loop over
+    time for the whole network (`FusedNetwork`); a stateless one (rate mode)
+    runs layer by layer with time folded into the batch. Both give the same
+    equations. Set `model.execution` to `"layers"` or `"fused"` to force one
+    (not saved; `"auto"` by default).
+    """
+
+    execution = "auto"
+
+    def _fused_network(self):
+        if self not in _FUSED:
+            _FUSED[self] = (
+                FusedNetwork(self, name=f"{self.name}_fused") if state_layout(self) else None
+            )
+        return _FUSED[self]
+
+    def call(self, inputs, training=None, mask=None):
+        fused = None if self.execution == "layers" else self._fused_network()
+        if self.execution == "fused" and fused is None:
+            fused = FusedNetwork(self, name=f"{self.name}_fused")
+        try:
+            flat = self._standardize_inputs(inputs)  # Keras' own checks and messages
+        except ValueError as error:
+            raise ValueError(
+                f"{error}\nA converted model takes (batch, time, ...) inputs: add a time "
+                "axis with keras_spiking_conv.tile_time(x, n_steps) (a constant input) or "
+                "x[:, None] (one step)."
+            ) from None
+        if fused is None:
+            return super().call(inputs, training=training, mask=mask)
+        outputs = fused(flat[0] if len(flat) == 1 else flat, training=training)
+        return tree.pack_sequence_as(self._outputs_struct, tree.flatten(outputs))

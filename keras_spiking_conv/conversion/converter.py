@@ -416,7 +416,10 @@ class Converter:
         )
         options.warn_unused()
         conversion.report.finalize()
-        self.model = conversion.model
+        from keras_spiking_conv.fused import SpikingModel
+
+        graph = conversion.model
+        self.model = SpikingModel(graph._inputs_struct, graph._outputs_struct, name=graph.name)
         self.report = conversion.report
 
 
