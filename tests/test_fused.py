@@ -82,3 +82,21 @@ def test_stateful_fused_streams_chunks():
     np.testing.assert_allclose(ops.convert_to_numpy(stream(x)), whole, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="needs a fixed `batch_size`"):
         ksc.fuse(snn, stateful=True)
+
+
+def test_convert_returns_a_spiking_model_that_picks_its_execution(tmp_path):
+    model = models.tutorial_convnet()
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"}, synapse=0.005, seed=3)
+    assert isinstance(snn, ksc.SpikingModel)
+    assert snn._fused_network() is not None  # stateful: runs as one fused loop
+    assert ksc.convert(model)._fused_network() is None  # rate mode: layer by layer
+    x = _inputs(model, 3, 15)
+    fused = ops.convert_to_numpy(snn(x))
+    snn.execution = "layers"
+    layers = ops.convert_to_numpy(snn(x))
+    np.testing.assert_allclose(fused, layers, rtol=1e-5, atol=1e-4)
+    snn.execution = "auto"
+    snn.save(tmp_path / "snn.keras")
+    loaded = keras.saving.load_model(tmp_path / "snn.keras")
+    assert isinstance(loaded, ksc.SpikingModel)
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), fused, rtol=1e-6, atol=1e-5)

@@ -10,6 +10,9 @@ from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
 
 PACKAGE = "keras_spiking_conv"
 
+# The neuron arguments, shared by the cell and its sequence layer.
+NEURON_ARGS = ("dt", "amplitude", "initial_voltage", "seed", "spiking_aware_training", "spiking")
+
 
 def _check_initial_voltage(value, owner):
     if isinstance(value, str):
@@ -244,12 +247,5 @@ class SpikingReLU(FeatureSequence):
         return rates, state
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "dt": self.dt,
-            "amplitude": self.amplitude,
-            "initial_voltage": self.initial_voltage,
-            "seed": self.seed,
-            "spiking_aware_training": self.spiking_aware_training,
-            "spiking": self.spiking,
-        }
+        cell_config = self.cell.get_config()
+        return {**super().get_config(), **{key: cell_config[key] for key in NEURON_ARGS}}
