@@ -15,7 +15,7 @@ import tempfile
 import keras
 from keras import ops, tree
 
-from keras_spiking_conv.conversion.converter import is_converted
+from keras_spiking_conv.conversion.converter import is_converted, walk_layers
 from keras_spiking_conv.streaming import initial_states, run_chunk, sanitize, state_layout
 
 
@@ -70,7 +70,7 @@ def _check_model(model):
             )
     stateful = [
         layer.name
-        for layer in _all_layers(model)
+        for layer in walk_layers(model)
         if isinstance(layer, keras.layers.RNN) and layer.stateful
     ]
     if stateful:
@@ -80,13 +80,6 @@ def _check_model(model):
             "non-stateful converted model; the step and chunk signatures carry the state "
             "explicitly."
         )
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def _unique_keys(names):

@@ -35,14 +35,13 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(_backend_line())
 
 
-def pytest_collection_modifyitems(config, items):
+@pytest.fixture(autouse=True)
+def _backend_only(request):
+    # Tests marked for one backend's session run there only (see BACKEND_MARKERS).
     backend = keras.backend.backend()
-    for item in items:
-        for marker, needed in BACKEND_MARKERS.items():
-            if marker in item.keywords and backend != needed:
-                item.add_marker(
-                    pytest.mark.skip(reason=f"runs in the {needed} session, this is {backend}")
-                )
+    for marker, needed in BACKEND_MARKERS.items():
+        if request.node.get_closest_marker(marker) is not None and backend != needed:
+            pytest.skip(f"runs in the {needed} session, this is {backend}")
 
 
 # -- Hypothesis profiles (tests/test_properties.py) ------------------------------------

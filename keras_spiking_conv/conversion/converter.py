@@ -42,16 +42,17 @@ NEURON_DTYPE = "float32"
 SUFFIXES = ("scale", "neuron", "unscale", "synapse")
 
 
-def _walk_layers(model):
+def walk_layers(model):
+    """Every layer of `model`, nested models' layers included (depth first)."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _walk_layers(layer)
+            yield from walk_layers(layer)
 
 
 def is_converted(model):
     """Whether `model` was made by `convert` (its inputs already have a time axis)."""
-    return any(isinstance(layer, _OUR_LAYERS) for layer in _walk_layers(model))
+    return any(isinstance(layer, _OUR_LAYERS) for layer in walk_layers(model))
 
 
 class Options:
