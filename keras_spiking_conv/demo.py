@@ -12,7 +12,6 @@ import numpy as np
 from keras_spiking_conv.callbacks import firing_rates
 from keras_spiking_conv.conversion import convert, tile_time
 from keras_spiking_conv.datasets import load_mnist
-from keras_spiking_conv.fused import fuse
 from keras_spiking_conv.regularizers import TargetRate
 
 # (label, tutorial %, NengoDL 3.6 on the bundled 10k MNIST %), as in the issue.
@@ -132,8 +131,8 @@ def run_network(
         seed=seed,
     )
     tiled = tile_time(x, n_steps)
-    # The fused form (one loop over time for the whole network) is the fast one.
-    outputs = fuse(snn).predict(tiled, batch_size=batch_size, verbose=0)
+    # A spiking model runs as one fused loop over time by itself (SpikingModel).
+    outputs = snn.predict(tiled, batch_size=batch_size, verbose=0)
     accuracy = 100.0 * float(np.mean(np.argmax(outputs[:, -1], axis=-1) == y))
     rates = firing_rates(snn, tiled[:rate_images], batch_size=batch_size)
     return {"accuracy": accuracy, "model": snn, "outputs": outputs, "rates": rates}

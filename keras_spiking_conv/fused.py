@@ -27,10 +27,6 @@ from keras_spiking_conv.streaming import _walk, initial_states, state_layout
 PACKAGE = "keras_spiking_conv"
 
 
-def _step_size(shape):
-    return int(math.prod(shape))
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class NetworkCell(keras.layers.Layer):
     """An RNN cell whose step is one timestep of a whole converted network.
@@ -55,7 +51,7 @@ class NetworkCell(keras.layers.Layer):
         self.input_shapes = [tuple(x.shape[2:]) for x in network.inputs]
         self.output_shapes = [tuple(y.shape[2:]) for y in network.outputs]
         self.state_size = [-1] * len(self.keys) if self.keys else [1]
-        self.output_size = sum(_step_size(s) for s in self.output_shapes)
+        self.output_size = sum(math.prod(s) for s in self.output_shapes)
 
     def build(self, input_shape):
         self.built = True
@@ -70,7 +66,7 @@ class NetworkCell(keras.layers.Layer):
         """The concatenated step input as one tensor per network input."""
         pieces, start = [], 0
         for shape in self.input_shapes:
-            size = _step_size(shape)
+            size = math.prod(shape)
             pieces.append(ops.reshape(flat[:, start : start + size], (-1, *shape)))
             start += size
         return pieces
@@ -166,7 +162,7 @@ class FusedNetwork(keras.layers.Layer):
         output = self.rnn(sequence, training=training)
         outputs, start = [], 0
         for shape, spec in zip(self.cell.output_shapes, self.network.outputs, strict=True):
-            size = _step_size(shape)
+            size = math.prod(shape)
             piece = ops.reshape(output[..., start : start + size], (batch, time, *shape))
             outputs.append(ops.cast(piece, spec.dtype))
             start += size

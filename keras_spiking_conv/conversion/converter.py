@@ -330,7 +330,7 @@ def _time_averaged(regularizer):
 class _Conversion:
     """One conversion of one (possibly nested) model."""
 
-    def __init__(self, model, options, already_converted, rng, n_steps=None, top=False):
+    def __init__(self, model, options, already_converted, rng, n_steps=None):
         self.report = ConversionReport(model.name)
         self.context = ConversionContext(options, already_converted, self.report, rng)
         functional = _as_functional(model)
@@ -413,7 +413,7 @@ class Converter:
                 stacklevel=2,
             )
         conversion = _Conversion(
-            model, options, already, np.random.default_rng(options.seed), n_steps, top=True
+            model, options, already, np.random.default_rng(options.seed), n_steps
         )
         options.warn_unused()
         conversion.report.finalize()
