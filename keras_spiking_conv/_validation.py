@@ -84,3 +84,21 @@ def check_seed(name, value, *, owner=None):
             f"integer. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_initial_voltage(value, *, owner=None):
+    """Checks a neuron's initial voltage: `"random"` or a number in `[0, 1)`."""
+    if isinstance(value, str):
+        if value != "random":
+            raise ValueError(
+                f"{_where(owner)}Argument `initial_voltage` must be 'random' or a number in "
+                f"[0, 1). Received: initial_voltage={value!r}"
+            )
+        return value
+    value = check_number("initial_voltage", value, owner=owner)
+    if not 0 <= value < 1:
+        raise ValueError(
+            f"{_where(owner)}Argument `initial_voltage` must be in [0, 1) (the voltage is "
+            f"reset by remainder). Received: initial_voltage={value!r}"
+        )
+    return value

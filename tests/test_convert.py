@@ -154,6 +154,45 @@ def test_per_layer_options_by_object_and_name():
     assert snn.get_layer(f"{conv1.name}_synapse").tau == 0.02
 
 
+def test_initial_voltage_option():
+    model = models.tutorial_convnet()
+    conv0, conv1 = model.layers[1], model.layers[2]
+    swap = {"relu": "spiking_relu"}
+
+    def voltages(snn):
+        return {
+            layer.name: layer.cell.initial_voltage
+            for layer in snn.layers
+            if isinstance(layer, ksc.SpikingReLU)
+        }
+
+    # Default: mid-threshold, so a constant input's spike count is its rate times time, rounded.
+    default = ksc.convert(model, swap_activations=swap)
+    assert set(voltages(default).values()) == {0.5}
+    # 32 Hz with dt = 1/1024 s (exact in binary): a spike every 32 steps, the first after 16.
+    x = np.full((1, 40, 4), 32.0, "float32")
+    inp = keras.Input((4,))
+    dense = keras.layers.Dense(4, activation="relu", kernel_initializer="identity")
+    dt = 2.0**-10
+    one_step = ksc.convert(keras.Model(inp, dense(inp)), swap_activations=swap, dt=dt)
+    counts = np.cumsum(keras.ops.convert_to_numpy(one_step(x))[0, :, 0]) * dt
+    np.testing.assert_array_equal(counts, np.r_[[0] * 15, [1] * 25])
+    # Per layer, and "random" as NengoDL (a seeded voltage per neuron).
+    mixed = ksc.convert(
+        model, swap_activations=swap, initial_voltage={conv0: "random", conv1.name: 0.25}, seed=4
+    )
+    assert voltages(mixed) == {f"{conv0.name}_neuron": "random", f"{conv1.name}_neuron": 0.25}
+    v0 = keras.ops.convert_to_numpy(mixed.get_layer(f"{conv0.name}_neuron").cell.voltage0)
+    assert v0.min() >= 0 and v0.max() < 1 and v0.std() > 0.2
+    # A configured SpikingReLU keeps its own.
+    own = ksc.convert(model, swap_activations={"relu": ksc.SpikingReLU(initial_voltage=0.75)})
+    assert set(voltages(own).values()) == {0.75}
+    with pytest.raises(ValueError, match=r"layer 'x'.*\[0, 1\).*Received: initial_voltage=1.0"):
+        ksc.convert(model, swap_activations=swap, initial_voltage={"x": 1.0})
+    with pytest.raises(ValueError, match="initial_voltage.*Received: initial_voltage='zero'"):
+        ksc.convert(model, swap_activations=swap, initial_voltage="zero")
+
+
 def test_original_model_is_never_changed():
     model = models.skip_and_concat()
     before = [w.copy() for w in model.get_weights()]

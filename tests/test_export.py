@@ -42,6 +42,7 @@ def _spiking_net():
         swap_activations={"relu": "spiking_relu"},
         synapse={conv1: 0.002, conv2: 0.004},
         scale_firing_rates=SCALE,
+        initial_voltage="random",
         seed=3,
     )
 

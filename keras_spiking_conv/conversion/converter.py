@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_spiking_conv._validation import check_number, check_seed
+from keras_spiking_conv._validation import check_initial_voltage, check_number, check_seed
 from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-in rules)
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
 from keras_spiking_conv.conversion.errors import ConversionError, check_model
@@ -59,10 +59,21 @@ class Options:
     """Normalised conversion options, looked up per source layer name."""
 
     def __init__(
-        self, swap_activations, scale_firing_rates, synapse, activity_regularizer, dt, seed
+        self,
+        swap_activations,
+        scale_firing_rates,
+        synapse,
+        activity_regularizer,
+        dt,
+        seed,
+        initial_voltage=0.5,
     ):
         self.dt = check_number("dt", dt, owner="convert()", positive=True)
         self.seed = check_seed("seed", seed, owner="convert()")
+        self.initial_voltage = self._per_layer("initial_voltage", initial_voltage, 0.5)
+        for layer, value in self._values(self.initial_voltage):
+            where = f" (layer '{layer}')" if layer else ""
+            check_initial_voltage(value, owner=f"convert(){where}")
         self.swap = self._swap(swap_activations)
         self.scale = self._per_layer("scale_firing_rates", scale_firing_rates, 1.0, positive=True)
         self.synapse = self._per_layer("synapse", synapse, None, positive=True)
@@ -113,6 +124,12 @@ class Options:
             return ("per_layer", table, default)
         return ("all", check(value, "") if value is not None else default, default)
 
+    @staticmethod
+    def _values(option):
+        """(layer name or None, value) pairs of a per-layer option."""
+        kind, value, _ = option
+        return list(value.items()) if kind == "per_layer" else [(None, value)]
+
     def lookup(self, option, source):
         kind, value, default = option
         if kind == "all":
@@ -134,6 +151,7 @@ class Options:
             ("scale_firing_rates", self.scale),
             ("synapse", self.synapse),
             ("activity_regularizer", self.regularizer),
+            ("initial_voltage", self.initial_voltage),
         ):
             if option[0] == "per_layer":
                 missing = sorted(set(option[1]) - self.used_layer_keys)
@@ -293,6 +311,8 @@ class ConversionContext:
             regularizer = _time_averaged(regularizer)
         if scale != 1.0:
             x = RateScale(scale, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_scale"))(x)
+        # A configured SpikingReLU in `swap_activations` brings its own initial voltage.
+        template = {"initial_voltage": o.lookup(o.initial_voltage, source), **template}
         neuron = SpikingReLU(
             **template,
             dt=o.dt,
@@ -393,6 +413,7 @@ class Converter:
         dt=0.001,
         n_steps=None,
         seed=None,
+        initial_voltage=0.5,
     ):
         check_model(model)
         if n_steps is not None and (
@@ -403,7 +424,13 @@ class Converter:
                 f"Received: n_steps={n_steps!r}"
             )
         options = Options(
-            swap_activations, scale_firing_rates, synapse, activity_regularizer, dt, seed
+            swap_activations,
+            scale_firing_rates,
+            synapse,
+            activity_regularizer,
+            dt,
+            seed,
+            initial_voltage,
         )
         already = is_converted(model)
         if already and n_steps is not None:
@@ -454,7 +481,16 @@ def convert(model, **kwargs):
             dict mapping layers to regularizers. Defaults to `None`.
         dt: Simulation timestep in seconds. Defaults to `0.001`.
         n_steps: Fix the time axis to this length. Defaults to `None` (any).
-        seed: Seed of the neurons' random initial voltages. Defaults to `None`.
+        seed: Seed of the neurons' random initial voltages (with
+            `initial_voltage="random"`). Defaults to `None`.
+        initial_voltage: Initial voltage of the spiking neurons built from
+            `"spiking_relu"`: a constant in `[0, 1)`, `"random"` (uniform per
+            neuron, as NengoDL), or a dict mapping layers to either. The default
+            `0.5` (mid-threshold) makes each neuron's spike count its rate times
+            the elapsed time *rounded* rather than randomly dithered: half the
+            variance of the count error, and more accurate short simulations
+            (docs/converter.md). A configured `SpikingReLU` in
+            `swap_activations` keeps its own. Defaults to `0.5`.
 
     Returns:
         The converted `keras.Model`. Use `Converter` to also get the report.

@@ -5,7 +5,12 @@ import numpy as np
 from keras import ops
 
 from keras_spiking_conv import neurons
-from keras_spiking_conv._validation import check_bool, check_number, check_seed
+from keras_spiking_conv._validation import (
+    check_bool,
+    check_initial_voltage,
+    check_number,
+    check_seed,
+)
 from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
 
 PACKAGE = "keras_spiking_conv"
@@ -14,29 +19,12 @@ PACKAGE = "keras_spiking_conv"
 NEURON_ARGS = ("dt", "amplitude", "initial_voltage", "seed", "spiking_aware_training", "spiking")
 
 
-def _check_initial_voltage(value, owner):
-    if isinstance(value, str):
-        if value != "random":
-            raise ValueError(
-                f"{owner}: Argument `initial_voltage` must be 'random' or a number in "
-                f"[0, 1). Received: initial_voltage={value!r}"
-            )
-        return value
-    value = check_number("initial_voltage", value, owner=owner)
-    if not 0 <= value < 1:
-        raise ValueError(
-            f"{owner}: Argument `initial_voltage` must be in [0, 1) (the voltage is "
-            f"reset by remainder). Received: initial_voltage={value!r}"
-        )
-    return value
-
-
 def _neuron_args(owner, dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking):
     """Validates the neuron arguments shared by the cell and the layer."""
     return dict(
         dt=check_number("dt", dt, owner=owner, positive=True),
         amplitude=check_number("amplitude", amplitude, owner=owner, positive=True),
-        initial_voltage=_check_initial_voltage(initial_voltage, owner),
+        initial_voltage=check_initial_voltage(initial_voltage, owner=owner),
         seed=check_seed("seed", seed, owner=owner),
         spiking_aware_training=check_bool(
             "spiking_aware_training", spiking_aware_training, owner=owner
