@@ -159,10 +159,11 @@ IMAGES = {
 }
 
 
-def plan(quick):
+def plan(quick, image_factor=1):
     """(network, variant, steps, images) tuples to measure."""
     rows = []
     for network, images in IMAGES.items():
+        images = {t: int(n * image_factor) for t, n in images.items()}
         if quick:
             images = {t: max(20, n // 5) for t, n in images.items()}
         rows.append((network, "plain", 1, images[1]))
@@ -305,16 +306,30 @@ def main():
     parser.add_argument("--jit", action="store_true", help="compile with jit_compile=True")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--image-factor",
+        type=float,
+        default=1.0,
+        help="multiply the images per measurement (e.g. 20 on a GPU with --batch 1000)",
+    )
     parser.add_argument("--only", help="comma-separated variants to run")
+    parser.add_argument("--networks", help="comma-separated networks to run")
+    parser.add_argument("--steps-only", help="comma-separated T values to run (plain: T=1)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
     if args.worker:
         return worker(args)
 
-    rows = plan(args.quick)
+    rows = plan(args.quick, args.image_factor)
     if args.only:
         keep = set(args.only.split(","))
         rows = [r for r in rows if r[1] in keep]
+    if args.networks:
+        keep = set(args.networks.split(","))
+        rows = [r for r in rows if r[0] in keep]
+    if args.steps_only:
+        keep = {int(t) for t in args.steps_only.split(",")} | {1}
+        rows = [r for r in rows if r[2] in keep]
     env = environment()
     results = []
     for round_index in range(args.rounds):
