@@ -12,6 +12,7 @@ Run it alone on a quiet machine: timing on shared cores is fragile.
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -43,8 +44,9 @@ def worker(args):
     jit = {"jit_compile": True} if args.jit else {}
     result = {"network": args.network, "variant": args.variant, "steps": steps, "batch": batch}
 
-    def timed(fn, repeats=1):
-        fn()  # warm-up: tracing and compilation
+    def timed(fn, repeats=1, warm_up=True):
+        if warm_up:
+            fn()  # warm-up: tracing and compilation
         start = time.perf_counter()
         for _ in range(repeats):
             fn()
@@ -78,15 +80,37 @@ def worker(args):
 
         seconds = timed(run)
         n = batch
-    elif args.variant in ("fit_plain", "fit_converted"):
+    elif args.variant == "fit":
+        # One training epoch of the original and of the converted rate model (T = 1), timed
+        # alternately in this one process (plain, converted, plain, ...): the machine's slow
+        # and fast spells then hit both, and each pair gives a ratio.
         y = np.random.default_rng(1).integers(0, 10, (n,))
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        if args.variant == "fit_plain":
-            net, data, labels = model, x, y
-        else:
-            net, data, labels = ksc.convert(model), x[:, None], y[:, None]
-        net.compile(keras.optimizers.SGD(0.01), loss, **jit)
-        seconds = timed(lambda: net.fit(data, labels, batch_size=batch, epochs=1, verbose=0))
+        converted = ksc.convert(model)
+        fits = {}
+        for name, net, data, labels in (
+            ("fit_plain", model, x, y),
+            ("fit_converted", converted, x[:, None], y[:, None]),
+        ):
+            net.compile(keras.optimizers.SGD(0.01), loss, **jit)
+            fits[name] = functools.partial(
+                net.fit, data, labels, batch_size=batch, epochs=1, verbose=0
+            )
+            fits[name]()  # warm-up: tracing and compilation
+        times = {name: [] for name in fits}
+        for _ in range(FIT_PAIRS):
+            for name, fit in fits.items():
+                times[name].append(timed(fit, warm_up=False))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        pairs = [c / p for p, c in zip(times["fit_plain"], times["fit_converted"], strict=True)]
+        for name in fits:
+            seconds = statistics.median(times[name])
+            out = dict(result, variant=name, seconds=seconds, images_per_s=n / seconds)
+            out.update(images=n, peak_rss_mb=rss, epoch_seconds=times[name])
+            if name == "fit_converted":
+                out["pair_ratios"] = pairs
+            print("RESULT " + json.dumps(out), flush=True)
+        return
     else:
         raise SystemExit(f"unknown variant {args.variant}")
     result["seconds"] = seconds
@@ -143,13 +167,18 @@ def run_worker(network, variant, steps, batch, images, jit):
         str(images),
     ] + (["--jit"] if jit else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
+    results = [
+        json.loads(line[7:]) for line in out.stdout.splitlines() if line.startswith("RESULT ")
+    ]
+    if results:
+        return results
     raise RuntimeError(f"worker failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
 
 
 # Images per measurement: fewer for long simulations, so each run takes seconds, not minutes.
+# Epochs of each model per `fit` worker, alternating.
+FIT_PAIRS = 3
+
 # Enough images that a run takes seconds and Keras' per-call `predict` overhead (about
 # 0.1-0.3 s, mostly turning a large NumPy input into a dataset) is amortized over many
 # batches, as it is for plain predict.
@@ -174,8 +203,7 @@ def plan(quick, image_factor=1):
         rows.append((network, "td_rnn", td_steps, images[td_steps]))
         if network == "tutorial_convnet" and _has_sinabs():
             rows.append((network, "sinabs", td_steps, images[td_steps]))
-        rows.append((network, "fit_plain", 1, images[1]))
-        rows.append((network, "fit_converted", 1, images[1]))
+        rows.append((network, "fit", 1, images[1]))
     for steps in (20, 200) if quick else (20, 2000):
         rows.append(("tutorial_convnet", "stream", steps, 100))
     return rows
@@ -252,11 +280,10 @@ def summarize(results, rounds):
             row["speedup_vs_td_rnn"] = statistics.median(pairs)
             row["speedup_vs_td_rnn_runs"] = [round(v, 2) for v in pairs]
         if variant == "fit_converted":
-            base = [r for r in results if r["network"] == network and r["variant"] == "fit_plain"]
-            if base:
-                row["ratio_to_plain_fit"] = statistics.median(r["seconds"] for r in runs) / (
-                    statistics.median(r["seconds"] for r in base)
-                )
+            # Epoch time over the original's, paired within each worker, median of all pairs.
+            pairs = [ratio for r in runs for ratio in r["pair_ratios"]]
+            row["ratio_to_plain_fit"] = statistics.median(pairs)
+            row["fit_pair_ratios"] = [round(v, 2) for v in pairs]
         table.append(row)
     return table
 
@@ -335,14 +362,15 @@ def main():
     for round_index in range(args.rounds):
         for network, variant, steps, images in rows:
             batch = min(args.batch, images)
-            result = run_worker(network, variant, steps, batch, images, args.jit)
-            result["round"] = round_index
-            results.append(result)
-            print(
-                f"round {round_index + 1}/{args.rounds} {network:17s} {variant:14s} T={steps:<4d}"
-                f" {result['images_per_s']:10.1f} images/s  peak {result['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
+            for result in run_worker(network, variant, steps, batch, images, args.jit):
+                result["round"] = round_index
+                results.append(result)
+                print(
+                    f"round {round_index + 1}/{args.rounds} {network:17s} "
+                    f"{result['variant']:14s} T={steps:<4d} {result['images_per_s']:10.1f} "
+                    f"images/s  peak {result['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
     table = summarize(results, args.rounds)
     os.makedirs(args.out, exist_ok=True)
     name = env["backend"] + ("_jit" if args.jit else "") + ("_quick" if args.quick else "")
