@@ -55,6 +55,10 @@ def is_converted(model):
     return any(isinstance(layer, _OUR_LAYERS) for layer in walk_layers(model))
 
 
+# Converted spiking neurons start mid-threshold: spike counts are rates x time, rounded.
+INITIAL_VOLTAGE = 0.5
+
+
 class Options:
     """Normalised conversion options, looked up per source layer name."""
 
@@ -66,11 +70,11 @@ class Options:
         activity_regularizer,
         dt,
         seed,
-        initial_voltage=0.5,
+        initial_voltage,
     ):
         self.dt = check_number("dt", dt, owner="convert()", positive=True)
         self.seed = check_seed("seed", seed, owner="convert()")
-        self.initial_voltage = self._per_layer("initial_voltage", initial_voltage, 0.5)
+        self.initial_voltage = self._per_layer("initial_voltage", initial_voltage, INITIAL_VOLTAGE)
         for layer, value in self._values(self.initial_voltage):
             where = f" (layer '{layer}')" if layer else ""
             check_initial_voltage(value, owner=f"convert(){where}")
@@ -413,7 +417,7 @@ class Converter:
         dt=0.001,
         n_steps=None,
         seed=None,
-        initial_voltage=0.5,
+        initial_voltage=INITIAL_VOLTAGE,
     ):
         check_model(model)
         if n_steps is not None and (
