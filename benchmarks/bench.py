@@ -175,13 +175,13 @@ def run_worker(network, variant, steps, batch, images, jit):
     raise RuntimeError(f"worker failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
 
 
-# Images per measurement: fewer for long simulations, so each run takes seconds, not minutes.
 # Epochs of each model per `fit` worker, alternating.
 FIT_PAIRS = 3
 
-# Enough images that a run takes seconds and Keras' per-call `predict` overhead (about
-# 0.1-0.3 s, mostly turning a large NumPy input into a dataset) is amortized over many
-# batches, as it is for plain predict.
+# Images per measurement: fewer for long simulations, so each run takes seconds, not
+# minutes, yet enough that Keras' per-call `predict` overhead (about 0.1-0.3 s, mostly
+# turning a large NumPy input into a dataset) is amortized over many batches, as it is for
+# plain predict.
 IMAGES = {
     "tutorial_convnet": {1: 2000, 10: 1000, 60: 1000, 200: 300},
     "resnet_small": {1: 1000, 10: 200, 60: 100, 200: 40},

@@ -227,6 +227,7 @@ def test_keras_file_round_trip_keeps_spiking_outputs(spec, tmp_path_factory):
         swap_activations={"relu": "spiking_relu"},
         scale_firing_rates=50.0,
         synapse=0.005,
+        initial_voltage="random",
         seed=1,
     )
     x = ksc.tile_time(_inputs(spec, high=4.0), 6)
