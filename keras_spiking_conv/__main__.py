@@ -28,7 +28,14 @@ def main(argv=None):
         default="auto",
         help="MNIST source: keras.datasets with bundled fallback (auto), or only one",
     )
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one or more seeds (default: 0); with several, the workflow runs once per seed "
+        "and a table of means and ranges follows the per-seed tables",
+    )
     demo.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -36,23 +43,41 @@ def main(argv=None):
     for name in ("train_images", "test_images", "epochs", "regularized_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if len(set(args.seed)) != len(args.seed):
+        parser.error(f"--seed values must differ, got {args.seed}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keras_spiking_conv.demo import format_table, run_workflow
+    import keras
 
-    results = run_workflow(
-        n_train=args.train_images,
-        n_test=args.test_images,
-        epochs=args.epochs,
-        regularized_epochs=args.regularized_epochs,
-        source=args.data,
-        seed=args.seed,
-        verbose=0 if args.quiet else 1,
-    )
-    print()
-    print(format_table(results))
+    from keras_spiking_conv.demo import format_summary, format_table, run_workflow, summarize
+
+    runs = {}
+    for seed in args.seed:
+        # Each seed starts from a fresh Keras session, as a run of its own would.
+        keras.utils.clear_session()
+        if len(args.seed) > 1 and not args.quiet:
+            print(f"\nRunning seed {seed}")
+        runs[seed] = run_workflow(
+            n_train=args.train_images,
+            n_test=args.test_images,
+            epochs=args.epochs,
+            regularized_epochs=args.regularized_epochs,
+            source=args.data,
+            seed=seed,
+            verbose=0 if args.quiet else 1,
+        )
+        print(f"\nSeed {seed}:\n" if len(args.seed) > 1 else "")
+        print(format_table(runs[seed]))
+    if len(runs) > 1:
+        summary = summarize(list(runs.values()))
+        print(f"\nOver seeds {', '.join(map(str, runs))}:\n")
+        print(format_summary(summary, len(runs)))
+        document = {"runs": {str(seed): results for seed, results in runs.items()}}
+        document["summary"] = summary
+    else:
+        document = next(iter(runs.values()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump(document, f, indent=2)
     return 0
 
 

@@ -192,6 +192,82 @@ def run_workflow(
     return results
 
 
+def rate_row(label):
+    """The rate row a configuration is compared with: its own network's."""
+    return "regularized, rate" if label.startswith("regularized") else "rate"
+
+
+def summarize(runs):
+    """Statistics over several runs of the workflow (one per seed).
+
+    Args:
+        runs: A list of `run_workflow` results, each a list of row dicts
+            with the same configurations.
+
+    Returns:
+        A list of dicts, one per configuration: `configuration`, `n_steps`,
+        `mean`, `min` and `max` accuracy (%), `below_rate` (mean points
+        below the same network's rate row, per run), `worst_below_rate`,
+        `tutorial` and `nengo_dl_10k`.
+    """
+    if not runs:
+        raise ValueError("summarize() needs at least one run of the workflow; got none.")
+    labels = [r["configuration"] for r in runs[0]]
+    for i, run in enumerate(runs):
+        if [r["configuration"] for r in run] != labels:
+            raise ValueError(
+                f"summarize(): run {i} has configurations "
+                f"{[r['configuration'] for r in run]}, run 0 has {labels}; "
+                "pass runs of the same workflow rows."
+            )
+    summary = []
+    for i, label in enumerate(labels):
+        accuracy = np.array([run[i]["accuracy"] for run in runs])
+        reference = rate_row(label)
+        below = None
+        if reference in labels:
+            j = labels.index(reference)
+            below = np.array([run[j]["accuracy"] for run in runs]) - accuracy
+        first = runs[0][i]
+        summary.append(
+            {
+                "configuration": label,
+                "n_steps": first["n_steps"],
+                "mean": float(accuracy.mean()),
+                "min": float(accuracy.min()),
+                "max": float(accuracy.max()),
+                "below_rate": None if below is None else float(below.mean()),
+                "worst_below_rate": None if below is None else float(below.max()),
+                "tutorial": first["tutorial"],
+                "nengo_dl_10k": first["nengo_dl_10k"],
+            }
+        )
+    return summary
+
+
+def _fmt(value):
+    return "" if value is None else f"{value:.2f}"
+
+
+def format_summary(summary, n_runs):
+    """`summarize`'s statistics as a markdown table."""
+    lines = [
+        f"| configuration | steps | mean accuracy % ({n_runs} seeds) | min - max % | "
+        "points below its rate row, mean (worst) | tutorial % | NengoDL 10k % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        below = ""
+        if s["below_rate"] is not None and rate_row(s["configuration"]) != s["configuration"]:
+            below = f"{s['below_rate']:.2f} ({s['worst_below_rate']:.2f})"
+        lines.append(
+            f"| {s['configuration']} | {s['n_steps']} | {s['mean']:.2f} | "
+            f"{s['min']:.2f} - {s['max']:.2f} | {below} | "
+            f"{_fmt(s['tutorial'])} | {_fmt(s['nengo_dl_10k'])} |"
+        )
+    return "\n".join(lines)
+
+
 def format_table(results):
     """The results as a markdown table with firing rates."""
     lines = [
@@ -204,12 +280,8 @@ def format_table(results):
             f"{name.replace('_neuron', '')} {s['mean']:.1f} / {s['max']:.0f}"
             for name, s in r["rates"].items()
         )
-
-        def fmt(v):
-            return "" if v is None else f"{v:.2f}"
-
         lines.append(
             f"| {r['configuration']} | {r['n_steps']} | {r['accuracy']:.2f} | "
-            f"{fmt(r['tutorial'])} | {fmt(r['nengo_dl_10k'])} | {rates} |"
+            f"{_fmt(r['tutorial'])} | {_fmt(r['nengo_dl_10k'])} | {rates} |"
         )
     return "\n".join(lines)

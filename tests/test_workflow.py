@@ -1,4 +1,5 @@
 import csv
+import json
 import subprocess
 import sys
 import warnings
@@ -194,6 +195,9 @@ def test_demo_cli_prints_every_row(tmp_path):
             "1",
             "--test-images",
             "20",
+            "--seed",
+            "0",
+            "1",
             "--json",
             str(tmp_path / "r.json"),
         ],
@@ -203,8 +207,15 @@ def test_demo_cli_prints_every_row(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     for label, *_ in demo.ROWS:
-        assert f"| {label} |" in out.stdout
+        assert out.stdout.count(f"| {label} |") == 3  # two seeds and the summary
     assert "conv0" in out.stdout and "Hz" in out.stdout
+    assert "Over seeds 0, 1" in out.stdout
+    with open(tmp_path / "r.json") as f:
+        document = json.load(f)
+    assert set(document["runs"]) == {"0", "1"}
+    runs = [document["runs"]["0"], document["runs"]["1"]]
+    mean = [(a["accuracy"] + b["accuracy"]) / 2 for a, b in zip(*runs, strict=True)]
+    assert [s["mean"] for s in document["summary"]] == pytest.approx(mean)
     bad = subprocess.run(
         [sys.executable, "-m", "keras_spiking_conv", "demo", "--epochs", "0"],
         capture_output=True,
@@ -212,6 +223,41 @@ def test_demo_cli_prints_every_row(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "--epochs must be >= 1" in bad.stderr
+    twice = subprocess.run(
+        [sys.executable, "-m", "keras_spiking_conv", "demo", "--seed", "3", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert twice.returncode == 2 and "--seed values must differ" in twice.stderr
+
+
+def _row(label, accuracy):
+    return {
+        "configuration": label,
+        "n_steps": 30,
+        "accuracy": accuracy,
+        "tutorial": None,
+        "nengo_dl_10k": None,
+    }
+
+
+def test_summary_over_seeds_compares_each_row_with_its_rate_row():
+    labels = ("rate", "synapse 0.01, scale 10", "regularized, rate", "regularized, spiking")
+    runs = [
+        [_row(lab, acc) for lab, acc in zip(labels, (93.0, 91.0, 95.0, 94.0), strict=True)],
+        [_row(lab, acc) for lab, acc in zip(labels, (92.0, 92.0, 90.0, 91.0), strict=True)],
+    ]
+    summary = {s["configuration"]: s for s in demo.summarize(runs)}
+    scaled = summary["synapse 0.01, scale 10"]
+    assert (scaled["mean"], scaled["min"], scaled["max"]) == (91.5, 91.0, 92.0)
+    assert scaled["below_rate"] == 1.0 and scaled["worst_below_rate"] == 2.0
+    regularized = summary["regularized, spiking"]
+    assert regularized["below_rate"] == 0.0 and regularized["worst_below_rate"] == 1.0
+    table = demo.format_summary(demo.summarize(runs), 2)
+    assert "| synapse 0.01, scale 10 | 30 | 91.50 | 91.00 - 92.00 | 1.00 (2.00) |" in table
+    with pytest.raises(ValueError, match="run 1 has configurations"):
+        demo.summarize([runs[0], runs[1][:2]])
 
 
 def test_tutorial_script_and_notebook_are_in_sync():
