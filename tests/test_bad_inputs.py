@@ -132,6 +132,11 @@ BAD_OPTIONS = {
         r"`synapse` must be > 0\. Received: synapse=-0\.1",
     ),
     "nan_synapse": ({"synapse": float("nan")}, ValueError, r"`synapse` must be finite\. Received"),
+    "string_synapse": (
+        {"synapse": "fast"},
+        TypeError,
+        r"`synapse` must be None, a time constant .*LowpassSynapse.*Received: synapse='fast'",
+    ),
     "zero_dt": ({"dt": 0}, ValueError, r"`dt` must be > 0\. Received: dt=0"),
     "negative_seed": ({"seed": -1}, ValueError, r"`seed` must be None or a non-negative"),
     "float_seed": ({"seed": 1.5}, ValueError, r"`seed` .*Received: seed=1\.5"),

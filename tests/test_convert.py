@@ -154,6 +154,69 @@ def test_per_layer_options_by_object_and_name():
     assert snn.get_layer(f"{conv1.name}_synapse").tau == 0.02
 
 
+def test_synapse_option_takes_a_configured_lowpass_synapse():
+    model = models.tutorial_convnet()
+    conv0, conv1 = model.layers[1], model.layers[2]
+    per_channel = ksc.LowpassSynapse(tau=[0.01 + 0.001 * i for i in range(8)], dt=0.5)
+    trainable = ksc.LowpassSynapse(0.02, trainable_tau=True, per_channel=True)
+    converter = ksc.Converter(
+        model,
+        swap_activations={"relu": "spiking_relu"},
+        synapse={conv0: per_channel, conv1.name: trainable},
+        dt=0.002,
+    )
+    snn = converter.model
+    s0, s1 = (snn.get_layer(f"{layer.name}_synapse") for layer in (conv0, conv1))
+    assert s0 is not per_channel and s1 is not trainable  # templates, not reused
+    assert s0.dt == s1.dt == 0.002  # convert's dt, not the template's
+    np.testing.assert_allclose(s0.cell.tau_weight.numpy(), per_channel.tau)
+    assert not s0.trainable_tau and s1.trainable_tau
+    assert tuple(s1.cell.tau_weight.shape) == (16,)  # one learnable tau per channel
+    assert any(w is s1.cell.tau_weight for w in snn.trainable_weights)
+    report = str(converter.report)
+    assert "synapse tau=0.01-0.017 s (per channel)" in report
+    assert "synapse tau=0.02 s" in report
+    # The learnable taus train with fit (those of channels that spiked).
+    x = ksc.tile_time(np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)), 20)
+    snn.compile(keras.optimizers.SGD(1e-3), "mse")
+    snn.fit(x, np.ones((8, 20, 10), "float32"), epochs=1, verbose=0)
+    assert not np.allclose(s1.cell.tau_weight.numpy(), 0.02)
+
+
+def test_reconverting_keeps_hand_added_synapses_and_scales():
+    model = models.tutorial_convnet()
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"}, synapse=0.01)
+    readout = ksc.LowpassSynapse(0.02, trainable_tau=True, name="readout_synapse")
+    gain = ksc.RateScale(3.0, name="gain")
+    by_hand = keras.Model(snn.inputs, gain(readout(snn.outputs[0])))
+    readout.cell.tau_weight.assign(0.03)  # as if trained
+
+    again = ksc.Converter(by_hand, swap_activations={"relu": "spiking_relu"}, synapse=0.005)
+    names = [layer.name for layer in again.model.layers]
+    kept = again.model.get_layer("readout_synapse")
+    assert kept is not readout and "gain" in names
+    assert float(kept.cell.tau_weight.numpy()) == pytest.approx(0.03)
+    # The neuron blocks' synapses follow the new options; nothing else was added.
+    block_synapses = [
+        layer for layer in again.model.layers if isinstance(layer, ksc.LowpassSynapse)
+    ]
+    assert sorted(layer.tau for layer in block_synapses) == [0.005, 0.005, 0.02]
+    rows = {row["layer"]: row["became"] for row in again.report.rows}
+    assert rows["readout_synapse"].startswith("kept") and rows["gain"].startswith("kept")
+    # The kept layers compute what the hand-built ones did on the re-converted network.
+    x = ksc.tile_time(np.random.default_rng(0).uniform(0, 255, (2, 28, 28, 1)), 20)
+    inner = keras.Model(again.model.inputs, again.model.get_layer("readout_synapse").input)
+    expected = 3.0 * ksc.LowpassSynapse(0.03)(inner.predict(x, verbose=0))
+    actual = again.model.predict(x, verbose=0)
+    np.testing.assert_allclose(actual, keras.ops.convert_to_numpy(expected), rtol=1e-5, atol=1e-4)
+    # Back to rate: the hand-added layers stay, the blocks go.
+    rate = ksc.convert(again.model)
+    assert {"readout_synapse", "gain"} <= {layer.name for layer in rate.layers}
+    assert not any(isinstance(layer, ksc.SpikingReLU) and layer.spiking for layer in rate.layers)
+    synapses = [layer.name for layer in rate.layers if isinstance(layer, ksc.LowpassSynapse)]
+    assert synapses == ["readout_synapse"]
+
+
 def test_initial_voltage_option():
     model = models.tutorial_convnet()
     conv0, conv1 = model.layers[1], model.layers[2]

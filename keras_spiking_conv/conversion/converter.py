@@ -11,6 +11,7 @@ The converter is a short sequence of steps:
 """
 
 import copy
+import numbers
 import warnings
 
 import keras
@@ -80,7 +81,7 @@ class Options:
             check_initial_voltage(value, owner=f"convert(){where}")
         self.swap = self._swap(swap_activations)
         self.scale = self._per_layer("scale_firing_rates", scale_firing_rates, 1.0, positive=True)
-        self.synapse = self._per_layer("synapse", synapse, None, positive=True)
+        self.synapse = self._per_layer("synapse", synapse, None, check=_synapse_template)
         self.regularizer = self._per_layer("activity_regularizer", activity_regularizer, None)
         self.used_swap_keys = set()
         self.used_layer_keys = set()
@@ -109,9 +110,13 @@ class Options:
         return swap
 
     @staticmethod
-    def _per_layer(name, value, default, positive=False):
-        def check(v, where):
-            if v is None or not positive:
+    def _per_layer(name, value, default, positive=False, check=None):
+        def check_value(v, where):
+            if v is None:
+                return v
+            if check is not None:
+                return check(v, f"convert(){where}")
+            if not positive:
                 return v
             return check_number(name, v, owner=f"convert(){where}", positive=True)
 
@@ -124,9 +129,9 @@ class Options:
                         f"convert(): keys of `{name}` must be layers or layer names. "
                         f"Received key: {layer!r}"
                     )
-                table[layer_name] = check(v, f" (layer '{layer_name}')")
+                table[layer_name] = check_value(v, f" (layer '{layer_name}')")
             return ("per_layer", table, default)
-        return ("all", check(value, "") if value is not None else default, default)
+        return ("all", check_value(value, "") if value is not None else default, default)
 
     @staticmethod
     def _values(option):
@@ -187,6 +192,24 @@ def _neuron_template(activation, neuron):
     )
 
 
+# What a configured `LowpassSynapse` given as `synapse=` passes on (dt is convert's).
+SYNAPSE_TEMPLATE_KEYS = ("tau", "trainable_tau", "per_channel")
+
+
+def _synapse_template(value, owner):
+    """A `synapse` value as the LowpassSynapse arguments of each synapse built from it."""
+    if isinstance(value, LowpassSynapse):
+        config = value.cell.get_config()
+        return {key: config[key] for key in SYNAPSE_TEMPLATE_KEYS}
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return {"tau": check_number("synapse", value, owner=owner, positive=True)}
+    raise TypeError(
+        f"{owner}: `synapse` must be None, a time constant in seconds (> 0) or a configured "
+        "LowpassSynapse layer (e.g. LowpassSynapse(0.01, trainable_tau=True)); or a dict "
+        f"mapping layers to those. Received: synapse={value!r}"
+    )
+
+
 def _copy_weights(new_layer, source_layer):
     """Copies `source_layer`'s weights into `new_layer`, backend tensor to backend tensor.
 
@@ -214,6 +237,7 @@ class ConversionContext:
         self.report = report
         self.rng = rng
         self.used_names = set()
+        self.block_layers = set()
         self._clones = {}
         self._wrappers = {}
         self._weights_copied = set()
@@ -252,6 +276,18 @@ class ConversionContext:
                 new_layer.activation = activation
             self._clones[id(layer)] = (new_layer, layer)
         return self._clones[id(layer)][0]
+
+    def keep(self, layer, args, kwargs):
+        """Applies a copy of a layer that already runs over time (config and weights)."""
+        if id(layer) not in self._clones:
+            self.used_names.add(layer.name)
+        new_layer = self.clone(layer)
+        call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
+        outputs = new_layer(args[0] if len(args) == 1 else list(args), **call_kwargs)
+        if id(new_layer) not in self._weights_copied:
+            _copy_weights(new_layer, layer)
+            self._weights_copied.add(id(new_layer))
+        return outputs
 
     def fold(self, new_layer, source_layer, args, kwargs):
         """Applies `new_layer` to every timestep at once; copies `source_layer`'s weights."""
@@ -309,7 +345,8 @@ class ConversionContext:
             o.used_swap_keys.add(key)
             spiking, template = o.swap[key][1]
         scale = o.lookup(o.scale, source)
-        tau = o.lookup(o.synapse, source)
+        synapse = o.lookup(o.synapse, source)
+        tau = None if synapse is None else synapse["tau"]
         regularizer = o.lookup(o.regularizer, source)
         if regularizer is not None:
             regularizer = _time_averaged(regularizer)
@@ -331,9 +368,12 @@ class ConversionContext:
             x = RateScale(
                 scale, inverse=True, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_unscale")
             )(x)
-        if tau is not None:
+        if synapse is not None:
             x = LowpassSynapse(
-                tau=tau, dt=o.dt, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_synapse")
+                **synapse,
+                dt=o.dt,
+                dtype=NEURON_DTYPE,
+                name=self.unique_name(f"{source}_synapse"),
             )(x)
         self.report.add_block(source, spiking=spiking, scale=scale, tau=tau, neuron=neuron.name)
         return x
@@ -358,11 +398,12 @@ class _Conversion:
         self.report = ConversionReport(model.name)
         self.context = ConversionContext(options, already_converted, self.report, rng)
         functional = _as_functional(model)
+        self.context.block_layers = block_layers(functional)
         # Names stay taken, except those of neuron blocks being rebuilt.
         self.context.used_names.update(
             layer.name
             for layer in functional.layers
-            if not isinstance(layer, (SpikingReLU, LowpassSynapse, RateScale))
+            if not isinstance(layer, SpikingReLU) and id(layer) not in self.context.block_layers
         )
         inputs = [
             keras.Input(
@@ -385,6 +426,33 @@ class _Conversion:
             clone_function=lambda layer: layer,
             call_function=call_function,
         )
+
+
+def block_layers(model):
+    """Ids of the scales and synapses that belong to `model`'s neuron blocks.
+
+    A `RateScale` or `LowpassSynapse` named `{source}_scale`, `{source}_unscale`
+    or `{source}_synapse` (`_k` suffixes allowed) next to a neuron named
+    `{source}_neuron` was made by `convert`; re-converting rebuilds it from the
+    options. Any other (added by hand) is kept with its weights.
+    """
+    sources = {
+        ConversionContext.source_name(layer.name, "neuron")
+        for layer in model.layers
+        if isinstance(layer, SpikingReLU)
+    }
+    ids = set()
+    for layer in model.layers:
+        if isinstance(layer, LowpassSynapse):
+            suffix = "synapse"
+        elif isinstance(layer, RateScale):
+            suffix = "unscale" if layer.inverse else "scale"
+        else:
+            continue
+        source = ConversionContext.source_name(layer.name, suffix)
+        if source != layer.name and source in sources:
+            ids.add(id(layer))
+    return ids
 
 
 def _input_name(tensor):
@@ -478,8 +546,9 @@ def convert(model, **kwargs):
             original layers (objects or names) to floats: the neuron input is
             multiplied by it and its output divided by it. Defaults to `None` (1).
         synapse: `None`, a low-pass time constant in seconds for every neuron
-            output, or a dict mapping layers (objects or names) to taus.
-            Defaults to `None`.
+            output, a configured `LowpassSynapse` (its `tau`, `trainable_tau`
+            and `per_channel` are used; `dt` is `convert`'s), or a dict mapping
+            layers (objects or names) to either. Defaults to `None`.
         activity_regularizer: A regularizer (e.g. `regularizers.TargetRate`)
             for every neuron's output (firing rates, averaged over time), or a
             dict mapping layers to regularizers. Defaults to `None`.

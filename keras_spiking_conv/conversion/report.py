@@ -33,6 +33,9 @@ class ConversionReport:
         elif kind == "dropped":
             row["became"] = "rebuilt from the options"
             row["note"] = "scales and synapses are rebuilt with their neuron"
+        elif kind == "kept":
+            row["became"] = "kept (runs over time)"
+            row["note"] = "not part of a neuron block: copied with its weights"
         else:
             row["became"] = "folded over time (TimeFold)"
             if activation is None:
@@ -59,8 +62,11 @@ class ConversionReport:
             parts = ["spiking ReLU" if block["spiking"] else "rate ReLU"]
             if block["scale"] != 1.0:
                 parts.append(f"scale {block['scale']:g}")
-            if block["tau"] is not None:
-                parts.append(f"synapse tau={block['tau']:g} s")
+            tau = block["tau"]
+            if isinstance(tau, (list, tuple)):
+                parts.append(f"synapse tau={min(tau):g}-{max(tau):g} s (per channel)")
+            elif tau is not None:
+                parts.append(f"synapse tau={tau:g} s")
             row["note"] = ", ".join(parts) + f" ({block['neuron']})"
         for report in self.nested.values():
             report.finalize()

@@ -130,6 +130,10 @@ def neuron_rule(layer, args, kwargs, context):
 
 @register_rule(RateScale, LowpassSynapse)
 def rebuilt_rule(layer, args, kwargs, context):
-    """Re-converting: scales and synapses are rebuilt with their neuron."""
-    context.record(layer, kind="dropped")
-    return args[0]
+    """Re-converting: a neuron block's scales and synapses are rebuilt with its
+    neuron; ones added by hand are kept, with their weights."""
+    if id(layer) in context.block_layers:
+        context.record(layer, kind="dropped")
+        return args[0]
+    context.record(layer, kind="kept")
+    return context.keep(layer, args, kwargs)
