@@ -3,12 +3,35 @@
 import keras
 import numpy as np
 
+from keras_spiking_conv.conversion.verify import layer_output, locate, with_activities
 from keras_spiking_conv.layers import SpikingReLU
 
 
-def neuron_layers(model):
-    """The `SpikingReLU` layers of a (converted) model, in graph order."""
-    return [layer for layer in model.layers if isinstance(layer, SpikingReLU)]
+def _all_neurons(model, path=()):
+    """`(path, layer)` for every `SpikingReLU`, nested models' included (depth first)."""
+    for layer in model.layers:
+        if isinstance(layer, SpikingReLU):
+            yield list(path), layer
+        elif isinstance(layer, keras.Model):
+            yield from _all_neurons(layer, (*path, layer))
+
+
+def _neuron_targets(model, layers):
+    if layers is None:
+        return list(_all_neurons(model))
+    targets = []
+    for layer in layers:
+        name = layer if isinstance(layer, str) else layer.name
+        found = locate(model, name)
+        if found is None:
+            raise ValueError(
+                f"firing_rates(): no layer '{name}' (or its neuron '{name}_neuron') in "
+                f"'{model.name}' or its nested models. Neuron layers: "
+                f"{['/'.join(p.name for p in [*path, n]) for path, n in _all_neurons(model)]}"
+            )
+        path, converted_name = found
+        targets.append((path, (path[-1] if path else model).get_layer(converted_name)))
+    return targets
 
 
 def firing_rates(model, x, layers=None, batch_size=None):
@@ -20,29 +43,35 @@ def firing_rates(model, x, layers=None, batch_size=None):
     Args:
         model: A converted model (inputs `(batch, time, ...)`).
         x: Its input data.
-        layers: `SpikingReLU` layers or names. Defaults to every neuron layer.
+        layers: `SpikingReLU` layers or names (or original layer names: their
+            neurons). Defaults to every neuron layer, nested models' included.
         batch_size: Prediction batch size. Defaults to Keras' default.
 
     Returns:
         A dict `{layer_name: {"mean": Hz, "max": Hz, "silent": fraction}}`:
         the mean over neurons and inputs, the largest rate of any neuron on any
-        input, and the fraction of neurons silent on every input.
+        input, and the fraction of neurons silent on every input. A neuron in
+        a nested model is named with its path, e.g. `"block/dense_neuron"`.
     """
-    if layers is None:
-        layers = neuron_layers(model)
-    layers = [model.get_layer(n) if isinstance(n, str) else n for n in layers]
-    if not layers:
+    targets = _neuron_targets(model, layers)
+    if not targets:
         return {}
     from keras_spiking_conv.fused import fuse
 
-    probe = fuse(keras.Model(model.inputs, [layer.output for layer in layers]))
-    outputs = probe.predict(x, batch_size=batch_size, verbose=0)
-    if len(layers) == 1:
+    if all(not path for path, _ in targets):
+        probe = keras.Model(model.inputs, [layer_output(model, layer) for _, layer in targets])
+    else:
+        inputs, _, activities = with_activities(
+            model, [(path, layer.name) for path, layer in targets]
+        )
+        probe = keras.Model(inputs, activities)
+    outputs = fuse(probe).predict(x, batch_size=batch_size, verbose=0)
+    if len(targets) == 1:
         outputs = [outputs]
     stats = {}
-    for layer, out in zip(layers, outputs, strict=True):
+    for (path, layer), out in zip(targets, outputs, strict=True):
         rates = out.mean(axis=1) / layer.amplitude
-        stats[layer.name] = {
+        stats["/".join(p.name for p in [*path, layer])] = {
             "mean": float(rates.mean()),
             "max": float(rates.max()),
             "silent": float(np.mean(np.all(rates.reshape(len(rates), -1) == 0, axis=0))),

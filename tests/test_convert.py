@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 import keras_spiking_conv as ksc
+from keras_spiking_conv.callbacks import firing_rates
 from tests import models
 from tests.helpers import native_relu, run_in_fresh_process
+
+L = keras.layers
 
 
 def _data(model, n=3, seed=0):
@@ -315,6 +318,64 @@ def test_probe_returns_layer_activity():
     np.testing.assert_allclose(spikes, np.rint(spikes), atol=1e-4)  # whole spikes
     with pytest.raises(ValueError, match="no layer 'nope'"):
         ksc.probe(snn, ["nope"])
+
+
+def _two_level_nested():
+    deep = keras.Sequential(
+        [keras.Input((6,)), L.Dense(5, activation="relu", name="deep"), L.Dense(4)], name="seq"
+    )
+    block_in = keras.Input((3,))
+    block = keras.Model(
+        block_in, deep(L.Dense(6, activation="relu", name="inner_a")(block_in)), name="block"
+    )
+    inp = keras.Input((3,))
+    h = L.Dense(3, activation="relu", name="first")(inp)
+    return keras.Model(inp, L.Dense(2, name="top")(block(h)))
+
+
+def test_probe_finds_layers_inside_nested_models():
+    model = _two_level_nested()
+    deep = model.get_layer("block").get_layer("seq")
+    x = np.random.default_rng(0).uniform(0, 1, (4, 3)).astype("float32")
+    rate = ksc.convert(model, swap_activations={"relu": "relu"})
+    out, inner_a, deep_act, top = ksc.probe(rate, ["inner_a", "deep", "top"]).predict(
+        ksc.tile_time(x, 3), verbose=0
+    )
+    np.testing.assert_allclose(out, rate.predict(ksc.tile_time(x, 3), verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(top, out)
+    w, b = model.get_layer("first").get_weights()
+    expected_first = np.maximum(x @ w + b, 0)
+    w, b = model.get_layer("block").get_layer("inner_a").get_weights()
+    expected_a = np.maximum(expected_first @ w + b, 0)
+    w, b = deep.get_layer("deep").get_weights()
+    expected_deep = np.maximum(expected_a @ w + b, 0)
+    for t in range(3):
+        np.testing.assert_allclose(inner_a[:, t], expected_a, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(deep_act[:, t], expected_deep, rtol=1e-5, atol=1e-6)
+    # Spiking: the nested neurons' activity is whole spikes.
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"})
+    _, spikes = ksc.probe(snn, ["deep"]).predict(ksc.tile_time(1000 * x, 100), verbose=0)
+    counts = spikes.sum(axis=1) * 0.001
+    assert spikes.shape == (4, 100, 5) and counts.max() >= 2
+    np.testing.assert_allclose(spikes * 0.001, np.rint(spikes * 0.001), atol=1e-4)
+
+
+def test_firing_rates_include_neurons_of_nested_models():
+    model = _two_level_nested()
+    snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"})
+    x = ksc.tile_time(300 * np.random.default_rng(0).uniform(0, 1, (4, 3)), 50)
+    stats = firing_rates(snn, x)
+    assert list(stats) == ["first_neuron", "block/inner_a_neuron", "block/seq/deep_neuron"]
+    _, first, inner_a, deep = ksc.probe(snn, ["first", "inner_a", "deep"]).predict(x, verbose=0)
+    for key, activity in zip(stats, (first, inner_a, deep), strict=True):
+        assert stats[key]["mean"] == pytest.approx(activity.mean(), rel=1e-5)
+        assert stats[key]["max"] == pytest.approx(activity.mean(axis=1).max(), rel=1e-5)
+    assert list(firing_rates(snn, x, layers=["deep"])) == ["block/seq/deep_neuron"]
+    # The probes built above (new calls of the same layers) leave top-level probing working.
+    assert firing_rates(snn, x, layers=["first"])["first_neuron"] == stats["first_neuron"]
+    np.testing.assert_allclose(ksc.probe(snn, ["first"]).predict(x, verbose=0)[1], first)
+    with pytest.raises(ValueError, match=r"no layer 'nope'.*block/seq/deep_neuron"):
+        firing_rates(snn, x, layers=["nope"])
 
 
 def test_converted_model_keras_file_in_fresh_process(tmp_path):

@@ -57,25 +57,105 @@ def verify(original, converted, x, n_steps=3, rtol=1e-5, atol=1e-5):
     return largest
 
 
-def probe_layer_name(converted, layer_name):
-    """The converted layer whose output is the activity of original layer `layer_name`."""
-    names = {layer.name for layer in converted.layers}
+def locate(model, layer_name):
+    """Where original layer `layer_name`'s activity is in a converted model.
+
+    Returns:
+        `(path, name)`: the nested models leading to it (outermost first, empty
+        for a top-level layer) and the converted layer's name in the innermost
+        (its neuron `{layer_name}_neuron` if it has one, else the layer itself);
+        `None` if it is nowhere.
+    """
+    names = {layer.name for layer in model.layers}
     for candidate in (f"{layer_name}_{SUFFIXES[1]}", layer_name):
         if candidate in names:
-            return candidate
-    for layer in converted.layers:
+            return [], candidate
+    for layer in model.layers:
         if isinstance(layer, keras.Model):
-            inner = {sub.name for sub in layer.layers}
-            if layer_name in inner or f"{layer_name}_{SUFFIXES[1]}" in inner:
-                raise ValueError(
-                    f"probe(): '{layer_name}' is inside the nested model '{layer.name}' of "
-                    f"'{converted.name}'; probe() sees top-level layers only. Fix: probe "
-                    f"'{layer.name}' (its output), or build the model without nesting."
-                )
-    raise ValueError(
-        f"probe(): no layer '{layer_name}' (or its neuron '{layer_name}_neuron') in the "
-        f"converted model '{converted.name}'. Available layers: {sorted(names)}"
+            found = locate(layer, layer_name)
+            if found is not None:
+                return [layer, *found[0]], found[1]
+    return None
+
+
+def _calls(model, layer):
+    """The nodes (calls) of `layer` in `model`'s own graph.
+
+    Not `layer._inbound_nodes`: a layer also keeps the nodes of every other
+    graph it was called in (a probe model built earlier, for one).
+    """
+    nodes = (node for depth in model._nodes_by_depth.values() for node in depth)
+    return [node for node in nodes if node.operation is layer]
+
+
+def layer_output(model, layer):
+    """The output tensor of `layer`'s one call in `model`'s graph."""
+    _called_once(layer, model)
+    return _calls(model, layer)[0].output_tensors[0]
+
+
+def _called_once(layer, outer, inside=None):
+    calls = len(_calls(outer, layer))
+    if calls != 1:
+        what = f"a layer inside it ('{inside}')" if inside else "it"
+        raise ValueError(
+            f"probe(): {type(layer).__name__} '{layer.name}' is called {calls} times in "
+            f"'{outer.name}', so {what} has {calls} activities and probe() returns one. "
+            "Fix: probe a layer that is called once, or build the model with one call of it."
+        )
+
+
+def with_activities(model, wanted):
+    """`model`'s output tensors, rebuilt on new inputs, and the activities in `wanted`.
+
+    Args:
+        model: A functional model.
+        wanted: `(path, name)` pairs from `locate` on `model`.
+
+    Returns:
+        `(inputs, outputs, activities)`: new input tensors, the model's outputs
+        (flat list) and one activity tensor per `wanted` entry, all in one graph
+        of `model`'s own layers (so weights are shared).
+    """
+    top, inner = {}, {}
+    for index, (path, name) in enumerate(wanted):
+        if path:
+            _called_once(path[0], model, inside=name)
+            inner.setdefault(id(path[0]), []).append((index, path[1:], name))
+        else:
+            _called_once(model.get_layer(name), model)
+            top.setdefault(name, []).append(index)
+    activities = [None] * len(wanted)
+
+    def call_function(layer, *args, **kwargs):
+        if id(layer) in inner:
+            entries = inner[id(layer)]
+            sub_inputs, sub_outputs, sub_activities = with_activities(
+                layer, [(path, name) for _, path, name in entries]
+            )
+            probed = keras.Model(sub_inputs, [*sub_outputs, *sub_activities])
+            values = probed(args[0] if len(args) == 1 else list(args))
+            n = len(sub_outputs)
+            for (index, _, _), value in zip(entries, values[n:], strict=True):
+                activities[index] = value
+            return keras.tree.pack_sequence_as(layer._outputs_struct, values[:n])
+        outputs = layer(*args, **kwargs)
+        for index in top.get(layer.name, ()):
+            activities[index] = outputs
+        return outputs
+
+    functional = keras.Model(model.inputs, model.outputs, name=model.name)
+    inputs = [
+        keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype, name=x._keras_history[0].name)
+        for x in functional.inputs
+    ]
+    rebuilt = keras.models.clone_model(
+        functional,
+        input_tensors=keras.tree.pack_sequence_as(functional._inputs_struct, inputs),
+        clone_function=lambda layer: layer,
+        call_function=call_function,
     )
+    return rebuilt.inputs, rebuilt.outputs, activities
 
 
 def probe(converted, layers):
@@ -83,8 +163,9 @@ def probe(converted, layers):
 
     For a layer whose activation became a neuron, the activity is the neuron's
     output (spikes or rates, in Hz when `amplitude=1`); otherwise the layer's
-    output. Both models share their layers and weights, so training one trains
-    the other.
+    output. Layers inside nested models are found too (a nested model called
+    more than once cannot be probed inside). Both models share their layers
+    and weights, so training one trains the other.
 
     Args:
         converted: A model made by `convert`.
@@ -93,8 +174,20 @@ def probe(converted, layers):
     Returns:
         A `keras.Model` with outputs `[*converted.outputs, *activities]`.
     """
-    names = [layer if isinstance(layer, str) else layer.name for layer in layers]
-    probes = [converted.get_layer(probe_layer_name(converted, n)).output for n in names]
-    return keras.Model(
-        converted.inputs, [*converted.outputs, *probes], name=f"{converted.name}_probed"
-    )
+    wanted = []
+    for layer in layers:
+        name = layer if isinstance(layer, str) else layer.name
+        found = locate(converted, name)
+        if found is None:
+            raise ValueError(
+                f"probe(): no layer '{name}' (or its neuron '{name}_neuron') in the converted "
+                f"model '{converted.name}' or its nested models. Available layers: "
+                f"{sorted(layer.name for layer in converted.layers)}"
+            )
+        wanted.append(found)
+    name = f"{converted.name}_probed"
+    if all(not path for path, _ in wanted):
+        probes = [layer_output(converted, converted.get_layer(n)) for _, n in wanted]
+        return keras.Model(converted.inputs, [*converted.outputs, *probes], name=name)
+    inputs, outputs, activities = with_activities(converted, wanted)
+    return keras.Model(inputs, [*outputs, *activities], name=name)
