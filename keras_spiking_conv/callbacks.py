@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.verify import layer_output, locate, with_activities
+from keras_spiking_conv.conversion.verify import layer_output, resolve, with_activities
 from keras_spiking_conv.layers import SpikingReLU
 
 
@@ -19,19 +19,10 @@ def _all_neurons(model, path=()):
 def _neuron_targets(model, layers):
     if layers is None:
         return list(_all_neurons(model))
-    targets = []
-    for layer in layers:
-        name = layer if isinstance(layer, str) else layer.name
-        found = locate(model, name)
-        if found is None:
-            raise ValueError(
-                f"firing_rates(): no layer '{name}' (or its neuron '{name}_neuron') in "
-                f"'{model.name}' or its nested models. Neuron layers: "
-                f"{['/'.join(p.name for p in [*path, n]) for path, n in _all_neurons(model)]}"
-            )
-        path, converted_name = found
-        targets.append((path, (path[-1] if path else model).get_layer(converted_name)))
-    return targets
+    return [
+        (path, (path[-1] if path else model).get_layer(name))
+        for path, name in resolve(model, layers, owner="firing_rates()")
+    ]
 
 
 def firing_rates(model, x, layers=None, batch_size=None):

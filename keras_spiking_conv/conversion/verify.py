@@ -78,6 +78,28 @@ def locate(model, layer_name):
     return None
 
 
+def _layer_paths(model, prefix=""):
+    for layer in model.layers:
+        yield f"{prefix}{layer.name}"
+        if isinstance(layer, keras.Model):
+            yield from _layer_paths(layer, f"{prefix}{layer.name}/")
+
+
+def resolve(model, layers, owner):
+    """`locate` for each of `layers` (objects or names); raises naming a missing one."""
+    found = []
+    for layer in layers:
+        name = layer if isinstance(layer, str) else layer.name
+        where = locate(model, name)
+        if where is None:
+            raise ValueError(
+                f"{owner}: no layer '{name}' (or its neuron '{name}_neuron') in "
+                f"'{model.name}' or its nested models. Layers: {list(_layer_paths(model))}"
+            )
+        found.append(where)
+    return found
+
+
 def _calls(model, layer):
     """The nodes (calls) of `layer` in `model`'s own graph.
 
@@ -174,17 +196,7 @@ def probe(converted, layers):
     Returns:
         A `keras.Model` with outputs `[*converted.outputs, *activities]`.
     """
-    wanted = []
-    for layer in layers:
-        name = layer if isinstance(layer, str) else layer.name
-        found = locate(converted, name)
-        if found is None:
-            raise ValueError(
-                f"probe(): no layer '{name}' (or its neuron '{name}_neuron') in the converted "
-                f"model '{converted.name}' or its nested models. Available layers: "
-                f"{sorted(layer.name for layer in converted.layers)}"
-            )
-        wanted.append(found)
+    wanted = resolve(converted, layers, owner="probe()")
     name = f"{converted.name}_probed"
     if all(not path for path, _ in wanted):
         probes = [layer_output(converted, converted.get_layer(n)) for _, n in wanted]
