@@ -44,9 +44,22 @@ def firing_rates(model, x, layers=None, batch_size=None):
         input, and the fraction of neurons silent on every input. A neuron in
         a nested model is named with its path, e.g. `"block/dense_neuron"`.
     """
+    return rate_statistics(rate_probe(model, layers), x, batch_size=batch_size)
+
+
+def rate_probe(model, layers=None):
+    """A model returning the activity of `model`'s neuron layers, for `rate_statistics`.
+
+    It shares `model`'s layers and weights, so one probe serves all the
+    epochs of a training run. Arguments as in `firing_rates`.
+
+    Returns:
+        `(probe, targets)`: the (fused) probe model, or `None` if there are no
+        neurons, and the `(path, layer)` of each of its outputs.
+    """
     targets = _neuron_targets(model, layers)
     if not targets:
-        return {}
+        return None, targets
     from keras_spiking_conv.fused import fuse
 
     if all(not path for path, _ in targets):
@@ -56,7 +69,15 @@ def firing_rates(model, x, layers=None, batch_size=None):
             model, [(path, layer.name) for path, layer in targets]
         )
         probe = keras.Model(inputs, activities)
-    outputs = fuse(probe).predict(x, batch_size=batch_size, verbose=0)
+    return fuse(probe), targets
+
+
+def rate_statistics(probed, x, batch_size=None):
+    """`firing_rates`' statistics from a `rate_probe` result on inputs `x`."""
+    probe, targets = probed
+    if probe is None:
+        return {}
+    outputs = probe.predict(x, batch_size=batch_size, verbose=0)
     if len(targets) == 1:
         outputs = [outputs]
     stats = {}
@@ -89,11 +110,14 @@ class FiringRateMonitor(keras.callbacks.Callback):
         super().__init__()
         self.x = x
         self.layers = layers
+        self._probe = (None, None)  # (model, rate_probe of it): built once per model
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        for name, stat in firing_rates(self.model, self.x, self.layers).items():
+        if self._probe[0] is not self.model:
+            self._probe = (self.model, rate_probe(self.model, self.layers))
+        for name, stat in rate_statistics(self._probe[1], self.x).items():
             logs[f"{name}_rate_mean"] = stat["mean"]
             logs[f"{name}_rate_max"] = stat["max"]
             logs[f"{name}_silent"] = stat["silent"]

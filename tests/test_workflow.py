@@ -119,6 +119,15 @@ def test_callbacks_log_rates_into_history_and_csv(tmp_path, mnist, trained):
         >= history.history["conv0_neuron_rate_mean"][-1]
         > 0
     )
+    # The monitor builds its probe once; each epoch it sees the weights as trained so far.
+    final = firing_rates(snn, ksc.tile_time(x_test[:20], 1))
+    assert history.history["conv0_neuron_rate_mean"][-1] == pytest.approx(
+        final["conv0_neuron"]["mean"], rel=1e-5
+    )
+    assert (
+        history.history["conv0_neuron_rate_mean"][0]
+        != history.history["conv0_neuron_rate_mean"][-1]
+    )
     assert history.history["spiking_accuracy"][-1] > 0.5
     with open(csv_path) as f:
         header = next(csv.reader(f))
