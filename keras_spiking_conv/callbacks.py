@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.verify import layer_output, resolve, with_activities
+from keras_spiking_conv.conversion.verify import resolve, with_activities
 from keras_spiking_conv.layers import SpikingReLU
 
 
@@ -62,14 +62,8 @@ def rate_probe(model, layers=None):
         return None, targets
     from keras_spiking_conv.fused import fuse
 
-    if all(not path for path, _ in targets):
-        probe = keras.Model(model.inputs, [layer_output(model, layer) for _, layer in targets])
-    else:
-        inputs, _, activities = with_activities(
-            model, [(path, layer.name) for path, layer in targets]
-        )
-        probe = keras.Model(inputs, activities)
-    return fuse(probe), targets
+    inputs, _, activities = with_activities(model, [(p, layer.name) for p, layer in targets])
+    return fuse(keras.Model(inputs, activities)), targets
 
 
 def rate_statistics(probed, x, batch_size=None):

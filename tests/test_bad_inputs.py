@@ -241,7 +241,7 @@ def test_probing_inside_a_nested_model_called_twice_is_an_error_naming_it():
     a, b = keras.Input((4,)), keras.Input((4,))
     model = keras.Model([a, b], L.Add()([inner(a), inner(b)]))
     snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"})
-    called_twice = rf"'{inner.name}' is called 2 times.*'inner_dense_neuron'"
+    called_twice = rf"Cannot probe Functional '{inner.name}': it is called 2 times.*'inner_dense_"
     with pytest.raises(ValueError, match=called_twice):
         ksc.probe(snn, ["inner_dense"])
     with pytest.raises(ValueError, match=r"no layer 'nope' .* or its nested models"):

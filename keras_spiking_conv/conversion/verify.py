@@ -111,9 +111,10 @@ def _calls(model, layer):
 
 
 def layer_output(model, layer):
-    """The output tensor of `layer`'s one call in `model`'s graph."""
+    """The output tensor(s) of `layer`'s one call in `model`'s graph."""
     _called_once(layer, model)
-    return _calls(model, layer)[0].output_tensors[0]
+    tensors = _calls(model, layer)[0].output_tensors
+    return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
 def _called_once(layer, outer, inside=None):
@@ -121,8 +122,8 @@ def _called_once(layer, outer, inside=None):
     if calls != 1:
         what = f"a layer inside it ('{inside}')" if inside else "it"
         raise ValueError(
-            f"probe(): {type(layer).__name__} '{layer.name}' is called {calls} times in "
-            f"'{outer.name}', so {what} has {calls} activities and probe() returns one. "
+            f"Cannot probe {type(layer).__name__} '{layer.name}': it is called {calls} times "
+            f"in '{outer.name}', so {what} has {calls} activities, and a probe returns one. "
             "Fix: probe a layer that is called once, or build the model with one call of it."
         )
 
@@ -135,9 +136,11 @@ def with_activities(model, wanted):
         wanted: `(path, name)` pairs from `locate` on `model`.
 
     Returns:
-        `(inputs, outputs, activities)`: new input tensors, the model's outputs
+        `(inputs, outputs, activities)`: input tensors, the model's outputs
         (flat list) and one activity tensor per `wanted` entry, all in one graph
-        of `model`'s own layers (so weights are shared).
+        of `model`'s own layers (so weights are shared). With nothing inside a
+        nested model these are `model`'s own tensors; otherwise the graph is
+        rebuilt on new inputs.
     """
     top, inner = {}, {}
     for index, (path, name) in enumerate(wanted):
@@ -147,6 +150,9 @@ def with_activities(model, wanted):
         else:
             _called_once(model.get_layer(name), model)
             top.setdefault(name, []).append(index)
+    if not inner:  # all in `model`'s own graph: no rebuild needed
+        activities = [layer_output(model, model.get_layer(name)) for _, name in wanted]
+        return model.inputs, model.outputs, activities
     activities = [None] * len(wanted)
 
     def call_function(layer, *args, **kwargs):
@@ -197,9 +203,5 @@ def probe(converted, layers):
         A `keras.Model` with outputs `[*converted.outputs, *activities]`.
     """
     wanted = resolve(converted, layers, owner="probe()")
-    name = f"{converted.name}_probed"
-    if all(not path for path, _ in wanted):
-        probes = [layer_output(converted, converted.get_layer(n)) for _, n in wanted]
-        return keras.Model(converted.inputs, [*converted.outputs, *probes], name=name)
     inputs, outputs, activities = with_activities(converted, wanted)
-    return keras.Model(inputs, [*outputs, *activities], name=name)
+    return keras.Model(inputs, [*outputs, *activities], name=f"{converted.name}_probed")
