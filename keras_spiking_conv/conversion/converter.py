@@ -279,8 +279,6 @@ class ConversionContext:
 
     def keep(self, layer, args, kwargs):
         """Applies a copy of a layer that already runs over time (config and weights)."""
-        if id(layer) not in self._clones:
-            self.used_names.add(layer.name)
         new_layer = self.clone(layer)
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         outputs = new_layer(args[0] if len(args) == 1 else list(args), **call_kwargs)
