@@ -3,26 +3,8 @@
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.verify import resolve, with_activities
+from keras_spiking_conv.conversion.verify import Trace
 from keras_spiking_conv.layers import SpikingReLU
-
-
-def _all_neurons(model, path=()):
-    """`(path, layer)` for every `SpikingReLU`, nested models' included (depth first)."""
-    for layer in model.layers:
-        if isinstance(layer, SpikingReLU):
-            yield list(path), layer
-        elif isinstance(layer, keras.Model):
-            yield from _all_neurons(layer, (*path, layer))
-
-
-def _neuron_targets(model, layers):
-    if layers is None:
-        return list(_all_neurons(model))
-    return [
-        (path, (path[-1] if path else model).get_layer(name))
-        for path, name in resolve(model, layers, owner="firing_rates()")
-    ]
 
 
 def firing_rates(model, x, layers=None, batch_size=None):
@@ -34,15 +16,17 @@ def firing_rates(model, x, layers=None, batch_size=None):
     Args:
         model: A converted model (inputs `(batch, time, ...)`).
         x: Its input data.
-        layers: `SpikingReLU` layers or names (or original layer names: their
-            neurons). Defaults to every neuron layer, nested models' included.
+        layers: `SpikingReLU` layers or names, original layer names (their
+            neurons) or paths, as `probe` takes them. Defaults to every neuron
+            call, nested models' included.
         batch_size: Prediction batch size. Defaults to Keras' default.
 
     Returns:
         A dict `{layer_name: {"mean": Hz, "max": Hz, "silent": fraction}}`:
         the mean over neurons and inputs, the largest rate of any neuron on any
         input, and the fraction of neurons silent on every input. A neuron in
-        a nested model is named with its path, e.g. `"block/dense_neuron"`.
+        a nested model is named with its path, e.g. `"block/dense_neuron"`, and
+        a nested model's second call gets `_call1` (`"block_call1/..."`).
     """
     return rate_statistics(rate_probe(model, layers), x, batch_size=batch_size)
 
@@ -57,13 +41,24 @@ def rate_probe(model, layers=None):
         `(probe, targets)`: the (fused) probe model, or `None` if there are no
         neurons, and the `(path, layer)` of each of its outputs.
     """
-    targets = _neuron_targets(model, layers)
-    if not targets:
-        return None, targets
+    trace = Trace(model)
+    if layers is None:
+        paths = trace.neurons()
+    else:
+        paths = [trace.find(layer, "firing_rates()") for layer in layers]
+    for path in paths:
+        if not isinstance(trace.calls[path][0], SpikingReLU):
+            raise ValueError(
+                f"firing_rates(): '{path}' in '{model.name}' is a "
+                f"{type(trace.calls[path][0]).__name__}, not a neuron (SpikingReLU), so it "
+                f"has no firing rate. Neurons: {trace.neurons()}"
+            )
+    if not paths:
+        return None, []
     from keras_spiking_conv.fused import fuse
 
-    inputs, _, activities = with_activities(model, [(p, layer.name) for p, layer in targets])
-    return fuse(keras.Model(inputs, activities)), targets
+    probe = keras.Model(trace.inputs, [trace.calls[p][1] for p in paths])
+    return fuse(probe), [(p, trace.calls[p][0]) for p in paths]
 
 
 def rate_statistics(probed, x, batch_size=None):
@@ -77,7 +72,7 @@ def rate_statistics(probed, x, batch_size=None):
     stats = {}
     for (path, layer), out in zip(targets, outputs, strict=True):
         rates = out.mean(axis=1) / layer.amplitude
-        stats["/".join(p.name for p in [*path, layer])] = {
+        stats[path] = {
             "mean": float(rates.mean()),
             "max": float(rates.max()),
             "silent": float(np.mean(np.all(rates.reshape(len(rates), -1) == 0, axis=0))),

@@ -87,9 +87,10 @@ def _graph(model):
     )
 
 
-def _walk(model, inputs, visit, path=()):
+def _walk(model, inputs, visit, path=(), visit_model=None):
     """Runs `model`'s graph on flat `inputs`, calling `visit(op, args, kwargs, path)` for
-    every layer call that is not a nested model; nested models are walked recursively."""
+    every layer call that is not a nested model; nested models are walked recursively
+    (then `visit_model(model, outputs, path)`, if given, sees each one's outputs)."""
     graph = _graph(model)
     calls = collections.Counter()
 
@@ -99,7 +100,10 @@ def _walk(model, inputs, visit, path=()):
         name = op.name if k == 0 else f"{op.name}_call{k}"
         if isinstance(op, keras.Model):
             sub_inputs = args[0] if len(args) == 1 else list(args)
-            return _walk(op, tree.flatten(sub_inputs), visit, (*path, name))
+            outputs = _walk(op, tree.flatten(sub_inputs), visit, (*path, name), visit_model)
+            if visit_model is not None:
+                visit_model(op, outputs, (*path, name))
+            return outputs
         return visit(op, args, kwargs, (*path, name))
 
     return graph._run_through_graph(inputs, operation_fn=lambda op: op, call_fn=call_fn)

@@ -13,6 +13,7 @@ import pytest
 
 import keras_spiking_conv as ksc
 from keras_spiking_conv import SpikingReLU, SpikingReLUCell
+from keras_spiking_conv.callbacks import firing_rates
 
 L = keras.layers
 
@@ -235,17 +236,23 @@ def test_verify_on_a_spiking_model_says_it_needs_rate_mode():
         ksc.verify(model, snn, x)
 
 
-def test_probing_inside_a_nested_model_called_twice_is_an_error_naming_it():
+def test_probing_a_layer_that_runs_twice_lists_its_calls():
     inner_in = keras.Input((4,))
     inner = keras.Model(inner_in, L.Dense(3, activation="relu", name="inner_dense")(inner_in))
     a, b = keras.Input((4,)), keras.Input((4,))
-    model = keras.Model([a, b], L.Add()([inner(a), inner(b)]))
+    shared = L.Dense(4, activation="relu", name="shared")
+    model = keras.Model([a, b], L.Add(name="sum")([inner(shared(a)), inner(shared(b))]))
     snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"})
-    called_twice = rf"Cannot probe Functional '{inner.name}': it is called 2 times.*'inner_dense_"
-    with pytest.raises(ValueError, match=called_twice):
+    first, second = f"{inner.name}/inner_dense_neuron", f"{inner.name}_call1/inner_dense_neuron"
+    with pytest.raises(ValueError, match=rf"'inner_dense' runs 2 times.*'{first}', '{second}'"):
         ksc.probe(snn, ["inner_dense"])
+    # A shared layer: each call has its own neuron, and probing the layer names both.
+    with pytest.raises(ValueError, match=r"'shared' runs 2 times.*'shared_neuron', 'shared_n"):
+        ksc.probe(snn, ["shared"])
     with pytest.raises(ValueError, match=r"no layer 'nope' .* or its nested models"):
         ksc.probe(snn, ["nope"])
+    with pytest.raises(ValueError, match=r"'sum' in .* is a TimeFold, not a neuron"):
+        firing_rates(snn, [np.ones((1, 2, 4))] * 2, layers=["sum"])
 
 
 # -- NaN and Inf: they propagate, never as plausible spike counts -----------------------

@@ -3,7 +3,9 @@
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.converter import SUFFIXES
+from keras_spiking_conv.conversion.converter import SUFFIXES, ConversionContext
+from keras_spiking_conv.layers import SpikingReLU
+from keras_spiking_conv.streaming import _graph, _walk
 
 
 def tile_time(x, n_steps):
@@ -57,133 +59,84 @@ def verify(original, converted, x, n_steps=3, rtol=1e-5, atol=1e-5):
     return largest
 
 
-def locate(model, layer_name):
-    """Where original layer `layer_name`'s activity is in a converted model.
+def _call_suffix_free(segment):
+    """A path segment without the `_callK` suffix of a layer's K-th extra call."""
+    head, sep, tail = segment.rpartition("_call")
+    return head if sep and tail.isdigit() else segment
 
-    Returns:
-        `(path, name)`: the nested models leading to it (outermost first, empty
-        for a top-level layer) and the converted layer's name in the innermost
-        (its neuron `{layer_name}_neuron` if it has one, else the layer itself);
-        `None` if it is nowhere.
+
+class Trace:
+    """Every layer call of a model, run symbolically on fresh inputs.
+
+    Attributes:
+        inputs: The new input tensors (flat).
+        outputs: The model's outputs on them (flat).
+        calls: Dict path -> `(layer, output)` in graph order. A path is the
+            names of the nested models and the layer, joined by `/`; a call
+            after a layer's first gets `_call1`, `_call2`, ... after its name
+            (as in streaming). The model's own inputs are there by name.
     """
-    names = {layer.name for layer in model.layers}
-    for candidate in (f"{layer_name}_{SUFFIXES[1]}", layer_name):
-        if candidate in names:
-            return [], candidate
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found = locate(layer, layer_name)
-            if found is not None:
-                return [layer, *found[0]], found[1]
-    return None
 
+    def __init__(self, model):
+        graph = _graph(model)
+        self.inputs = [
+            keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype, name=x._keras_history[0].name)
+            for x in graph.inputs
+        ]
+        self.calls = {
+            x._keras_history[0].name: (x._keras_history[0], new)
+            for x, new in zip(graph.inputs, self.inputs, strict=True)
+        }
 
-def _layer_paths(model, prefix=""):
-    for layer in model.layers:
-        yield f"{prefix}{layer.name}"
-        if isinstance(layer, keras.Model):
-            yield from _layer_paths(layer, f"{prefix}{layer.name}/")
+        def visit(layer, args, kwargs, path):
+            outputs = layer(*args, **kwargs)
+            self.calls["/".join(path)] = (layer, outputs)
+            return outputs
 
+        def visit_model(layer, outputs, path):
+            self.calls["/".join(path)] = (layer, outputs)
 
-def resolve(model, layers, owner):
-    """`locate` for each of `layers` (objects or names); raises naming a missing one."""
-    found = []
-    for layer in layers:
+        self.model = model
+        self.outputs = keras.tree.flatten(_walk(model, self.inputs, visit, visit_model=visit_model))
+
+    def find(self, layer, owner):
+        """The path of one original layer (object or name, or a path): its neuron's if it
+        has one. Raises if there is none, or several (a layer that runs more than once)."""
         name = layer if isinstance(layer, str) else layer.name
-        where = locate(model, name)
-        if where is None:
+        if "/" in name:
+            found = [p for p in (f"{name}_{SUFFIXES[1]}", name) if p in self.calls][:1]
+        else:
+            found = self._search(name)
+            if not found:
+                found = [p for p in (f"{name}_{SUFFIXES[1]}", name) if p in self.calls][:1]
+        if len(found) == 1:
+            return found[0]
+        if not found:
             raise ValueError(
                 f"{owner}: no layer '{name}' (or its neuron '{name}_neuron') in "
-                f"'{model.name}' or its nested models. Layers: {list(_layer_paths(model))}"
+                f"'{self.model.name}' or its nested models. Layers: {list(self.calls)}"
             )
-        found.append(where)
-    return found
-
-
-def _calls(model, layer):
-    """The nodes (calls) of `layer` in `model`'s own graph.
-
-    Not `layer._inbound_nodes`: a layer also keeps the nodes of every other
-    graph it was called in (a probe model built earlier, for one).
-    """
-    nodes = (node for depth in model._nodes_by_depth.values() for node in depth)
-    return [node for node in nodes if node.operation is layer]
-
-
-def layer_output(model, layer):
-    """The output tensor(s) of `layer`'s one call in `model`'s graph."""
-    _called_once(layer, model)
-    tensors = _calls(model, layer)[0].output_tensors
-    return tensors[0] if len(tensors) == 1 else list(tensors)
-
-
-def _called_once(layer, outer, inside=None):
-    calls = len(_calls(outer, layer))
-    if calls != 1:
-        what = f"a layer inside it ('{inside}')" if inside else "it"
         raise ValueError(
-            f"Cannot probe {type(layer).__name__} '{layer.name}': it is called {calls} times "
-            f"in '{outer.name}', so {what} has {calls} activities, and a probe returns one. "
-            "Fix: probe a layer that is called once, or build the model with one call of it."
+            f"{owner}: '{name}' runs {len(found)} times in '{self.model.name}' (a shared "
+            f"layer, or one inside a nested model called more than once): {found}. Each call "
+            "has its own activity: pass the path of the one you want."
         )
 
+    def _search(self, name):
+        neurons, plain = [], []
+        for path, (layer, _) in self.calls.items():
+            segment = path.rpartition("/")[2]
+            if isinstance(layer, SpikingReLU) and (
+                ConversionContext.source_name(_call_suffix_free(segment), SUFFIXES[1]) == name
+            ):
+                neurons.append(path)
+            elif _call_suffix_free(segment) == name:
+                plain.append(path)
+        return neurons or plain
 
-def with_activities(model, wanted):
-    """`model`'s output tensors, rebuilt on new inputs, and the activities in `wanted`.
-
-    Args:
-        model: A functional model.
-        wanted: `(path, name)` pairs from `locate` on `model`.
-
-    Returns:
-        `(inputs, outputs, activities)`: input tensors, the model's outputs
-        (flat list) and one activity tensor per `wanted` entry, all in one graph
-        of `model`'s own layers (so weights are shared). With nothing inside a
-        nested model these are `model`'s own tensors; otherwise the graph is
-        rebuilt on new inputs.
-    """
-    top, inner = {}, {}
-    for index, (path, name) in enumerate(wanted):
-        if path:
-            _called_once(path[0], model, inside=name)
-            inner.setdefault(id(path[0]), []).append((index, path[1:], name))
-        else:
-            _called_once(model.get_layer(name), model)
-            top.setdefault(name, []).append(index)
-    if not inner:  # all in `model`'s own graph: no rebuild needed
-        activities = [layer_output(model, model.get_layer(name)) for _, name in wanted]
-        return model.inputs, model.outputs, activities
-    activities = [None] * len(wanted)
-
-    def call_function(layer, *args, **kwargs):
-        if id(layer) in inner:
-            entries = inner[id(layer)]
-            sub_inputs, sub_outputs, sub_activities = with_activities(
-                layer, [(path, name) for _, path, name in entries]
-            )
-            probed = keras.Model(sub_inputs, [*sub_outputs, *sub_activities])
-            values = probed(args[0] if len(args) == 1 else list(args))
-            n = len(sub_outputs)
-            for (index, _, _), value in zip(entries, values[n:], strict=True):
-                activities[index] = value
-            return keras.tree.pack_sequence_as(layer._outputs_struct, values[:n])
-        outputs = layer(*args, **kwargs)
-        for index in top.get(layer.name, ()):
-            activities[index] = outputs
-        return outputs
-
-    functional = keras.Model(model.inputs, model.outputs, name=model.name)
-    inputs = [
-        keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype, name=x._keras_history[0].name)
-        for x in functional.inputs
-    ]
-    rebuilt = keras.models.clone_model(
-        functional,
-        input_tensors=keras.tree.pack_sequence_as(functional._inputs_struct, inputs),
-        clone_function=lambda layer: layer,
-        call_function=call_function,
-    )
-    return rebuilt.inputs, rebuilt.outputs, activities
+    def neurons(self):
+        """Paths of every neuron call."""
+        return [p for p, (layer, _) in self.calls.items() if isinstance(layer, SpikingReLU)]
 
 
 def probe(converted, layers):
@@ -191,17 +144,19 @@ def probe(converted, layers):
 
     For a layer whose activation became a neuron, the activity is the neuron's
     output (spikes or rates, in Hz when `amplitude=1`); otherwise the layer's
-    output. Layers inside nested models are found too (a nested model called
-    more than once cannot be probed inside). Both models share their layers
-    and weights, so training one trains the other.
+    output. Layers inside nested models are found too. A layer that runs more
+    than once (shared, or inside a nested model called more than once) has one
+    activity per call: name the call by its path, e.g. `"block_call1/dense"`
+    (the error lists them). Both models share their layers and weights, so
+    training one trains the other.
 
     Args:
         converted: A model made by `convert`.
-        layers: Original layers (objects or names) to probe.
+        layers: Original layers (objects or names) or paths to probe.
 
     Returns:
         A `keras.Model` with outputs `[*converted.outputs, *activities]`.
     """
-    wanted = resolve(converted, layers, owner="probe()")
-    inputs, outputs, activities = with_activities(converted, wanted)
-    return keras.Model(inputs, [*outputs, *activities], name=f"{converted.name}_probed")
+    trace = Trace(converted)
+    activities = [trace.calls[trace.find(layer, "probe()")][1] for layer in layers]
+    return keras.Model(trace.inputs, [*trace.outputs, *activities], name=f"{converted.name}_probed")
