@@ -48,7 +48,12 @@ def main(argv=None):
         help="one or more seeds (default: 0); with several, the workflow runs once per seed "
         "and a table of means and ranges follows the per-seed tables",
     )
-    demo.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    demo.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the results as JSON: the list of rows for one seed; with several, "
+        '{"runs": {seed: rows}, "summary": [...]}',
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 

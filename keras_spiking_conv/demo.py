@@ -207,8 +207,8 @@ def summarize(runs):
     Returns:
         A list of dicts, one per configuration: `configuration`, `n_steps`,
         `mean`, `min` and `max` accuracy (%), `below_rate` (mean points
-        below the same network's rate row, per run), `worst_below_rate`,
-        `tutorial` and `nengo_dl_10k`.
+        below the same network's rate row, per run; `None` for the rate rows
+        themselves), `worst_below_rate`, `tutorial` and `nengo_dl_10k`.
     """
     if not runs:
         raise ValueError("summarize() needs at least one run of the workflow; got none.")
@@ -225,7 +225,7 @@ def summarize(runs):
         accuracy = np.array([run[i]["accuracy"] for run in runs])
         reference = rate_row(label)
         below = None
-        if reference in labels:
+        if reference in labels and reference != label:
             j = labels.index(reference)
             below = np.array([run[j]["accuracy"] for run in runs]) - accuracy
         first = runs[0][i]
@@ -258,7 +258,7 @@ def format_summary(summary, n_runs):
     ]
     for s in summary:
         below = ""
-        if s["below_rate"] is not None and rate_row(s["configuration"]) != s["configuration"]:
+        if s["below_rate"] is not None:
             below = f"{s['below_rate']:.2f} ({s['worst_below_rate']:.2f})"
         lines.append(
             f"| {s['configuration']} | {s['n_steps']} | {s['mean']:.2f} | "

@@ -178,7 +178,7 @@ def test_synapse_option_takes_a_configured_lowpass_synapse():
     assert any(w is s1.cell.tau_weight for w in snn.trainable_weights)
     report = str(converter.report)
     assert "synapse tau=0.01-0.017 s (per channel)" in report
-    assert "synapse tau=0.02 s" in report
+    assert "synapse tau=0.02 s per channel, learnable" in report
     # The learnable taus train with fit (those of channels that spiked).
     x = ksc.tile_time(np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)), 20)
     snn.compile(keras.optimizers.SGD(1e-3), "mse")
@@ -195,6 +195,9 @@ def test_reconverting_keeps_hand_added_synapses_and_scales():
     readout.cell.tau_weight.assign(0.03)  # as if trained
 
     again = ksc.Converter(by_hand, swap_activations={"relu": "spiking_relu"}, synapse=0.005)
+    # A new dt reaches the kept synapse too (its tau stays in seconds).
+    finer = ksc.convert(by_hand, swap_activations={"relu": "spiking_relu"}, dt=0.0005)
+    assert finer.get_layer("readout_synapse").dt == 0.0005
     names = [layer.name for layer in again.model.layers]
     kept = again.model.get_layer("readout_synapse")
     assert kept is not readout and "gain" in names
@@ -376,6 +379,46 @@ def test_firing_rates_include_neurons_of_nested_models():
     np.testing.assert_allclose(ksc.probe(snn, ["first"]).predict(x, verbose=0)[1], first)
     with pytest.raises(ValueError, match=r"no layer 'nope'.*block/seq/deep_neuron"):
         firing_rates(snn, x, layers=["nope"])
+
+
+def test_probe_paths_for_every_call_sequential_and_dict_inputs():
+    # A nested model called twice, with dict inputs whose keys differ from the Input names.
+    ia, ib = keras.Input((3,), name="zz"), keras.Input((3,), name="aa")
+    h = L.Dense(4, activation="relu", name="inner")(L.Concatenate()([ia, ib]))
+    block = keras.Model({"a": ia, "b": ib}, h, name="block")
+    x1, x2 = keras.Input((3,), name="x1"), keras.Input((3,), name="x2")
+    model = keras.Model(
+        [x1, x2], L.Add(name="sum")([block({"a": x1, "b": x2}), block({"a": x2, "b": x1})])
+    )
+    snn = ksc.convert(model, swap_activations={"relu": "relu"})
+    rng = np.random.default_rng(0)
+    x = [rng.uniform(0, 1, (2, 3)).astype("float32") for _ in range(2)]
+    stats = firing_rates(snn, ksc.tile_time(x, 2))
+    assert list(stats) == ["block/inner_neuron", "block_call1/inner_neuron"]
+    probed = ksc.probe(snn, [*stats, "block_call1", "x1"])  # the paths are accepted back
+    out, first, second, block_out, x1_in = probed.predict(ksc.tile_time(x, 2), verbose=0)
+    w, b = model.get_layer("block").get_layer("inner").get_weights()
+    np.testing.assert_allclose(first[:, 0], np.maximum(np.concatenate(x, 1) @ w + b, 0), rtol=1e-5)
+    np.testing.assert_allclose(
+        second[:, 0], np.maximum(np.concatenate(x[::-1], 1) @ w + b, 0), rtol=1e-5
+    )
+    np.testing.assert_allclose(block_out, second)  # the block's output is its neuron's
+    np.testing.assert_allclose(x1_in[:, 0], x[0])
+    np.testing.assert_allclose(out, first + second, rtol=1e-5)
+    assert stats["block/inner_neuron"]["mean"] == pytest.approx(first.mean(), rel=1e-5)
+
+    # A hand-built Sequential of the package's layers.
+    seq = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            ksc.TimeFold(L.Dense(3)),
+            ksc.SpikingReLU(name="n1"),
+            ksc.LowpassSynapse(0.01),
+        ]
+    )
+    xs = np.full((2, 50, 4), 0.1, "float32")
+    spikes = ksc.probe(seq, ["n1"]).predict(xs, verbose=0)[1]
+    assert firing_rates(seq, xs)["n1"]["mean"] == pytest.approx(spikes.mean(), rel=1e-5)
 
 
 def test_converted_model_keras_file_in_fresh_process(tmp_path):

@@ -262,6 +262,7 @@ def test_summary_over_seeds_compares_each_row_with_its_rate_row():
     scaled = summary["synapse 0.01, scale 10"]
     assert (scaled["mean"], scaled["min"], scaled["max"]) == (91.5, 91.0, 92.0)
     assert scaled["below_rate"] == 1.0 and scaled["worst_below_rate"] == 2.0
+    assert summary["rate"]["below_rate"] is None  # as the table leaves it blank
     regularized = summary["regularized, spiking"]
     assert regularized["below_rate"] == 0.0 and regularized["worst_below_rate"] == 1.0
     table = demo.format_summary(demo.summarize(runs), 2)

@@ -259,10 +259,11 @@ class ConversionContext:
         return name
 
     # -- layers --------------------------------------------------------------
-    def clone(self, layer, drop_activation=False):
-        """A new layer with `layer`'s config (one per original layer, so sharing is kept)."""
+    def clone(self, layer, drop_activation=False, **overrides):
+        """A new layer with `layer`'s config, updated with `overrides` (one per original
+        layer, so sharing is kept)."""
         if id(layer) not in self._clones:
-            config = copy.deepcopy(layer.get_config())
+            config = {**copy.deepcopy(layer.get_config()), **overrides}
             activation = getattr(layer, "activation", None)
             keep_activation = False
             if "activation" in config and (drop_activation or callable(activation)):
@@ -278,8 +279,12 @@ class ConversionContext:
         return self._clones[id(layer)][0]
 
     def keep(self, layer, args, kwargs):
-        """Applies a copy of a layer that already runs over time (config and weights)."""
-        new_layer = self.clone(layer)
+        """Applies a copy of a layer that already runs over time (config and weights).
+
+        A synapse gets the conversion's `dt`: its `tau` stays in seconds.
+        """
+        overrides = {"dt": self.options.dt} if isinstance(layer, LowpassSynapse) else {}
+        new_layer = self.clone(layer, **overrides)
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         outputs = new_layer(args[0] if len(args) == 1 else list(args), **call_kwargs)
         if id(new_layer) not in self._weights_copied:
@@ -344,7 +349,6 @@ class ConversionContext:
             spiking, template = o.swap[key][1]
         scale = o.lookup(o.scale, source)
         synapse = o.lookup(o.synapse, source)
-        tau = None if synapse is None else synapse["tau"]
         regularizer = o.lookup(o.regularizer, source)
         if regularizer is not None:
             regularizer = _time_averaged(regularizer)
@@ -373,7 +377,9 @@ class ConversionContext:
                 dtype=NEURON_DTYPE,
                 name=self.unique_name(f"{source}_synapse"),
             )(x)
-        self.report.add_block(source, spiking=spiking, scale=scale, tau=tau, neuron=neuron.name)
+        self.report.add_block(
+            source, spiking=spiking, scale=scale, synapse=synapse, neuron=neuron.name
+        )
         return x
 
     def record(self, layer, **info):
@@ -430,9 +436,9 @@ def block_layers(model):
     """Ids of the scales and synapses that belong to `model`'s neuron blocks.
 
     A `RateScale` or `LowpassSynapse` named `{source}_scale`, `{source}_unscale`
-    or `{source}_synapse` (`_k` suffixes allowed) next to a neuron named
-    `{source}_neuron` was made by `convert`; re-converting rebuilds it from the
-    options. Any other (added by hand) is kept with its weights.
+    or `{source}_synapse` (`_k` suffixes allowed), in a model that has a neuron
+    named `{source}_neuron`, was made by `convert`; re-converting rebuilds it
+    from the options. Any other (added by hand) is kept with its weights.
     """
     sources = {
         ConversionContext.source_name(layer.name, "neuron")

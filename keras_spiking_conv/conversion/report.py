@@ -16,9 +16,10 @@ class ConversionReport:
         self.nested = {}
         self._blocks = {}
 
-    def add_block(self, source, spiking, scale, tau, neuron):
+    def add_block(self, source, spiking, scale, synapse, neuron):
+        """`synapse`: None or the synapse's arguments (`tau`, maybe `trainable_tau`, ...)."""
         self._blocks.setdefault(source, []).append(
-            {"spiking": spiking, "scale": scale, "tau": tau, "neuron": neuron}
+            {"spiking": spiking, "scale": scale, "synapse": synapse, "neuron": neuron}
         )
 
     def add_layer(self, layer, kind, activation=None, source=None):
@@ -62,11 +63,8 @@ class ConversionReport:
             parts = ["spiking ReLU" if block["spiking"] else "rate ReLU"]
             if block["scale"] != 1.0:
                 parts.append(f"scale {block['scale']:g}")
-            tau = block["tau"]
-            if isinstance(tau, (list, tuple)):
-                parts.append(f"synapse tau={min(tau):g}-{max(tau):g} s (per channel)")
-            elif tau is not None:
-                parts.append(f"synapse tau={tau:g} s")
+            if block["synapse"] is not None:
+                parts.append(_synapse_note(block["synapse"]))
             row["note"] = ", ".join(parts) + f" ({block['neuron']})"
         for report in self.nested.values():
             report.finalize()
@@ -97,3 +95,12 @@ class ConversionReport:
     def print(self):
         """Prints the report as a table."""
         print(self)
+
+
+def _synapse_note(synapse):
+    tau = synapse["tau"]
+    if isinstance(tau, (list, tuple)):
+        note = f"synapse tau={min(tau):g}-{max(tau):g} s (per channel)"
+    else:
+        note = f"synapse tau={tau:g} s" + (" per channel" if synapse.get("per_channel") else "")
+    return note + (", learnable" if synapse.get("trainable_tau") else "")
