@@ -1,9 +1,11 @@
 """Keras callbacks for spiking models: firing-rate monitoring and spiking evaluation."""
 
+import warnings
+
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.verify import Trace
+from keras_spiking_conv.conversion.verify import Trace, _own_outputs
 from keras_spiking_conv.layers import SpikingReLU
 
 
@@ -57,7 +59,18 @@ def rate_probe(model, layers=None):
         return None, []
     from keras_spiking_conv.fused import fuse
 
-    probe = keras.Model(trace.inputs, [trace.calls[p][1] for p in paths])
+    try:
+        probe = trace.probe_model(paths, with_outputs=False)
+    except ValueError as error:
+        if layers is not None or "unique names" not in str(error):
+            raise
+        # Every neuron was asked for by default: measure those the model's own graph has.
+        own = _own_outputs(model)
+        paths = [path for path in paths if path in own]
+        warnings.warn(f"firing_rates(): {error} Measuring only: {paths}.", stacklevel=3)
+        if not paths:
+            return None, []
+        probe = trace.probe_model(paths, with_outputs=False)
     return fuse(probe), [(p, trace.calls[p][0]) for p in paths]
 
 

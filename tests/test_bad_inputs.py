@@ -244,13 +244,30 @@ def test_probing_a_layer_that_runs_twice_lists_its_calls():
     model = keras.Model([a, b], L.Add(name="sum")([inner(shared(a)), inner(shared(b))]))
     snn = ksc.convert(model, swap_activations={"relu": "spiking_relu"})
     first, second = f"{inner.name}/inner_dense_neuron", f"{inner.name}_call1/inner_dense_neuron"
-    with pytest.raises(ValueError, match=rf"'inner_dense' runs 2 times.*'{first}', '{second}'"):
+    two_calls = rf"'inner_dense' matches 2 layer calls.*'{first}', '{second}'"
+    with pytest.raises(ValueError, match=two_calls):
         ksc.probe(snn, ["inner_dense"])
     # A shared layer: each call has its own neuron, and probing the layer names both.
-    with pytest.raises(ValueError, match=r"'shared' runs 2 times.*'shared_neuron', 'shared_n"):
+    with pytest.raises(ValueError, match=r"'shared' matches 2 .*'shared_neuron', 'shared_n"):
         ksc.probe(snn, ["shared"])
     with pytest.raises(ValueError, match=r"no layer 'nope' .* or its nested models"):
         ksc.probe(snn, ["nope"])
+    # Layers of the same name in two nested models: fine at the top level; inside, the
+    # flattened probe graph would need unique names, and the error says so.
+    blocks = []
+    for name in ("b1", "b2"):
+        block_in = keras.Input((4,))
+        blocks.append(
+            keras.Model(block_in, L.Dense(2, activation="relu", name="same")(block_in), name=name)
+        )
+    c = keras.Input((4,))
+    twins = keras.Model(c, L.Add()([blocks[0](c), blocks[1](c)]))
+    twins = ksc.convert(twins, swap_activations={"relu": "spiking_relu"})
+    assert len(ksc.probe(twins, ["b1"]).outputs) == 2
+    with pytest.raises(ValueError, match=r"Cannot probe \['b2/same_neuron'\].*unique names"):
+        ksc.probe(twins, ["b2/same"])
+    with pytest.warns(UserWarning, match=r"unique names.* Measuring only: \[\]"):
+        assert firing_rates(twins, np.ones((1, 2, 4))) == {}
     with pytest.raises(ValueError, match=r"'sum' in .* is a TimeFold, not a neuron"):
         firing_rates(snn, [np.ones((1, 2, 4))] * 2, layers=["sum"])
 

@@ -1,5 +1,7 @@
 """Checking a converted model against its original, and probing layer activity."""
 
+import collections
+
 import keras
 import numpy as np
 
@@ -117,9 +119,10 @@ class Trace:
                 f"'{self.model.name}' or its nested models. Layers: {list(self.calls)}"
             )
         raise ValueError(
-            f"{owner}: '{name}' runs {len(found)} times in '{self.model.name}' (a shared "
-            f"layer, or one inside a nested model called more than once): {found}. Each call "
-            "has its own activity: pass the path of the one you want."
+            f"{owner}: '{name}' matches {len(found)} layer calls in '{self.model.name}' (a "
+            "shared layer, a nested model called more than once, or layers of that name in "
+            f"different nested models): {found}. Each has its own activity: pass the path of "
+            "the one you want."
         )
 
     def _search(self, name):
@@ -137,6 +140,49 @@ class Trace:
     def neurons(self):
         """Paths of every neuron call."""
         return [p for p, (layer, _) in self.calls.items() if isinstance(layer, SpikingReLU)]
+
+    def probe_model(self, paths, with_outputs=True, name=None):
+        """A `keras.Model` returning (the model's outputs and) the activity at `paths`.
+
+        Layers of the model's own graph called once are read from it as they
+        are; anything else runs the model again around the same layers, with
+        nested models flattened into one graph.
+        """
+        own = _own_outputs(self.model)
+        if all(path in own for path in paths):
+            graph = _graph(self.model)
+            inputs, outputs = graph.inputs, graph.outputs
+            activities = [own[path] for path in paths]
+        else:
+            inputs, outputs = self.inputs, self.outputs
+            activities = [self.calls[path][1] for path in paths]
+        try:
+            return keras.Model(
+                inputs, [*outputs, *activities] if with_outputs else activities, name=name
+            )
+        except ValueError as error:
+            if "is used" not in str(error):
+                raise
+            raise ValueError(
+                f"Cannot probe {paths} in '{self.model.name}': a layer inside a nested model "
+                "is probed by running the model again as one graph, and there its layers "
+                f"need unique names ({error}). Fix: give the layers of the nested models "
+                "unique names."
+            ) from error
+
+
+def _own_outputs(model):
+    """Name -> output of every layer called once in `model`'s own graph, and its inputs."""
+    graph = _graph(model)
+    nodes = [node for depth in graph._nodes_by_depth.values() for node in depth]
+    calls = collections.Counter(id(node.operation) for node in nodes)
+    own = {x._keras_history[0].name: x for x in graph.inputs}
+    for node in nodes:
+        layer = node.operation
+        if calls[id(layer)] == 1 and not isinstance(layer, keras.layers.InputLayer):
+            tensors = node.output_tensors
+            own[layer.name] = tensors[0] if len(tensors) == 1 else list(tensors)
+    return own
 
 
 def probe(converted, layers):
@@ -158,5 +204,5 @@ def probe(converted, layers):
         A `keras.Model` with outputs `[*converted.outputs, *activities]`.
     """
     trace = Trace(converted)
-    activities = [trace.calls[trace.find(layer, "probe()")][1] for layer in layers]
-    return keras.Model(trace.inputs, [*trace.outputs, *activities], name=f"{converted.name}_probed")
+    paths = [trace.find(layer, "probe()") for layer in layers]
+    return trace.probe_model(paths, name=f"{converted.name}_probed")
