@@ -214,7 +214,11 @@ def fuse(model, stateful=False, batch_size=None):
         keras.Input(batch_shape=(batch_size, *x.shape[1:]), dtype=x.dtype, name=x.name)
         for x in model.inputs
     ]
-    inputs = inputs[0] if len(inputs) == 1 else inputs
+    struct = getattr(model, "_inputs_struct", None)
+    if struct is not None:  # dict inputs keep their keys
+        inputs = tree.pack_sequence_as(struct, inputs)
+    elif len(inputs) == 1:
+        inputs = inputs[0]
     layer = FusedNetwork(model, stateful=stateful, name=f"{model.name}_fused")
     return keras.Model(inputs, layer(inputs), name=f"{model.name}_fused")
 

@@ -73,6 +73,11 @@ def _lambda_in_nested_model():
     return keras.Model(inp, L.Dense(2)(inner(inp)))
 
 
+def _raw_op():
+    a, b = keras.Input((3,)), keras.Input((3,))
+    return keras.Model([a, b], L.Dense(2, activation="relu")(a + b))
+
+
 def _recurrent():
     inp = keras.Input((5, 4))
     return keras.Model(inp, L.LSTM(3, name="lstm")(inp))
@@ -89,6 +94,11 @@ def _recurrent():
             [r"'mine' \(_NoRule\) has no conversion rule", r"register_stateless\(_NoRule\)"],
         ),
         (_lambda, ksc.ConversionError, [r"'double' \(Lambda\)", r"Fix: replace it"]),
+        (
+            _raw_op,
+            ksc.ConversionError,
+            [r"Operation 'add(_\d+)?' \(Add\) .* keras\.ops call", r"Fix: .*keras\.layers\.Add"],
+        ),
         (_lambda_in_nested_model, ksc.ConversionError, [r"'shift' \(Lambda\)", r"Fix: "]),
         (_recurrent, ksc.ConversionError, [r"'lstm' \(LSTM\) is a recurrent layer", r"Fix: "]),
         (lambda: None, TypeError, [r"expects a keras\.Model", r"Received: NoneType"]),
@@ -100,6 +110,7 @@ def _recurrent():
         "unbuilt",
         "no_rule",
         "lambda",
+        "raw_op",
         "nested_lambda",
         "lstm",
         "none",

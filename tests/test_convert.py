@@ -406,6 +406,21 @@ def test_probe_paths_for_every_call_sequential_and_dict_inputs():
     np.testing.assert_allclose(x1_in[:, 0], x[0])
     np.testing.assert_allclose(out, first + second, rtol=1e-5)
     assert stats["block/inner_neuron"]["mean"] == pytest.approx(first.mean(), rel=1e-5)
+    # A first call has a path of its own too; alone or with others, an activity is the same.
+    with pytest.raises(ValueError, match=r"'block' matches 2 .*also `block_call0`"):
+        ksc.probe(snn, ["block"])
+    alone = ksc.probe(snn, ["block_call0"]).predict(ksc.tile_time(x, 2), verbose=0)[1]
+    np.testing.assert_allclose(alone, first)
+
+    # Outer dict inputs keyed differently from their Input names: fed as the model is.
+    da, db = keras.Input((3,), name="za"), keras.Input((3,), name="zb")
+    h = L.Dense(2, activation="relu", name="h")(L.Add()([da, db]))
+    keyed = keras.Model({"a": da, "b": db}, h)
+    keyed_snn = ksc.convert(keyed, swap_activations={"relu": "spiking_relu"})
+    xd = ksc.tile_time({"a": x[0], "b": x[1]}, 2)
+    out, h = ksc.probe(keyed_snn, ["h"]).predict(xd, verbose=0)
+    np.testing.assert_allclose(out, keyed_snn.predict(xd, verbose=0))
+    assert list(firing_rates(keyed_snn, xd)) == ["h_neuron"]
 
     # A hand-built Sequential of the package's layers.
     seq = keras.Sequential(

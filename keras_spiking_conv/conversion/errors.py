@@ -63,6 +63,16 @@ def model_problem(model):
             "`keras.Sequential` (the layers can be reused), then convert that."
         )
     problems = [p for p in map(_layer_problem, model.layers) if p]
+    graph = getattr(model, "_functional", model)  # a Sequential model's inner graph
+    for op in getattr(graph, "operations", ()):
+        if not isinstance(op, keras.layers.Layer):
+            problems.append(
+                f"Operation '{op.name}' ({type(op).__name__}) in model '{model.name}' is a "
+                "keras.ops call on symbolic tensors (such as `a + b`), not a layer, and the "
+                "converter converts layers. Fix: use the layer form (keras.layers.Add()([a, b]), "
+                "Subtract, Multiply, Rescaling, ...), or a layer of your own with a conversion "
+                "rule (`keras_spiking_conv.register_rule`)."
+            )
     return "\n".join(problems) if problems else None
 
 

@@ -96,7 +96,8 @@ class Trace:
             return outputs
 
         def visit_model(layer, outputs, path):
-            self.calls["/".join(path)] = (layer, outputs)
+            flat = keras.tree.flatten(outputs)  # as `_own_outputs` gives them
+            self.calls["/".join(path)] = (layer, flat[0] if len(flat) == 1 else flat)
 
         self.model = model
         self.outputs = keras.tree.flatten(_walk(model, self.inputs, visit, visit_model=visit_model))
@@ -105,8 +106,11 @@ class Trace:
         """The path of one original layer (object or name, or a path): its neuron's if it
         has one. Raises if there is none, or several (a layer that runs more than once)."""
         name = layer if isinstance(layer, str) else layer.name
-        if "/" in name:
-            found = [p for p in (f"{name}_{SUFFIXES[1]}", name) if p in self.calls][:1]
+        segments = name.split("/")
+        if len(segments) > 1 or _call_suffix_free(segments[-1]) != segments[-1]:
+            # A path: exact, with `_call0` accepted for a first call.
+            path = "/".join(seg.removesuffix("_call0") for seg in segments)
+            found = [p for p in (f"{path}_{SUFFIXES[1]}", path) if p in self.calls][:1]
         else:
             found = self._search(name)
             if not found:
@@ -122,7 +126,7 @@ class Trace:
             f"{owner}: '{name}' matches {len(found)} layer calls in '{self.model.name}' (a "
             "shared layer, a nested model called more than once, or layers of that name in "
             f"different nested models): {found}. Each has its own activity: pass the path of "
-            "the one you want."
+            f"the one you want (a first call is also `{name}_call0`)."
         )
 
     def _search(self, name):
@@ -156,10 +160,12 @@ class Trace:
         else:
             inputs, outputs = self.inputs, self.outputs
             activities = [self.calls[path][1] for path in paths]
+        if with_outputs:
+            activities = [*outputs, *activities]
+        # Inputs structured as the model's (dict keys, not Input names, address them).
+        inputs = keras.tree.pack_sequence_as(_graph(self.model)._inputs_struct, inputs)
         try:
-            return keras.Model(
-                inputs, [*outputs, *activities] if with_outputs else activities, name=name
-            )
+            return keras.Model(inputs, activities, name=name)
         except ValueError as error:
             if "is used" not in str(error):
                 raise
