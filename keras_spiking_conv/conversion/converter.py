@@ -11,6 +11,7 @@ The converter is a short sequence of steps:
 """
 
 import copy
+import functools
 import numbers
 import warnings
 
@@ -75,12 +76,16 @@ class Options:
     ):
         self.dt = check_number("dt", dt, owner="convert()", positive=True)
         self.seed = check_seed("seed", seed, owner="convert()")
-        self.initial_voltage = self._per_layer("initial_voltage", initial_voltage, INITIAL_VOLTAGE)
-        for layer, value in self._values(self.initial_voltage):
-            where = f" (layer '{layer}')" if layer else ""
-            check_initial_voltage(value, owner=f"convert(){where}")
+        self.initial_voltage = self._per_layer(
+            "initial_voltage", initial_voltage, INITIAL_VOLTAGE, check=check_initial_voltage
+        )
         self.swap = self._swap(swap_activations)
-        self.scale = self._per_layer("scale_firing_rates", scale_firing_rates, 1.0, positive=True)
+        self.scale = self._per_layer(
+            "scale_firing_rates",
+            scale_firing_rates,
+            1.0,
+            check=functools.partial(check_number, "scale_firing_rates", positive=True),
+        )
         self.synapse = self._per_layer("synapse", synapse, None, check=_synapse_template)
         self.regularizer = self._per_layer("activity_regularizer", activity_regularizer, None)
         self.used_swap_keys = set()
@@ -110,15 +115,14 @@ class Options:
         return swap
 
     @staticmethod
-    def _per_layer(name, value, default, positive=False, check=None):
+    def _per_layer(name, value, default, check=None):
+        """`value` (one for all, or a dict by layer) as an option; `check(v, owner=...)`
+        validates and normalises each given value."""
+
         def check_value(v, where):
-            if v is None:
+            if v is None or check is None:
                 return v
-            if check is not None:
-                return check(v, f"convert(){where}")
-            if not positive:
-                return v
-            return check_number(name, v, owner=f"convert(){where}", positive=True)
+            return check(v, owner=f"convert(){where}")
 
         if isinstance(value, dict):
             table = {}
@@ -132,12 +136,6 @@ class Options:
                 table[layer_name] = check_value(v, f" (layer '{layer_name}')")
             return ("per_layer", table, default)
         return ("all", check_value(value, "") if value is not None else default, default)
-
-    @staticmethod
-    def _values(option):
-        """(layer name or None, value) pairs of a per-layer option."""
-        kind, value, _ = option
-        return list(value.items()) if kind == "per_layer" else [(None, value)]
 
     def lookup(self, option, source):
         kind, value, default = option
@@ -287,9 +285,7 @@ class ConversionContext:
         new_layer = self.clone(layer, **overrides)
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         outputs = new_layer(args[0] if len(args) == 1 else list(args), **call_kwargs)
-        if id(new_layer) not in self._weights_copied:
-            _copy_weights(new_layer, layer)
-            self._weights_copied.add(id(new_layer))
+        self._copy_weights_once(new_layer, layer)
         return outputs
 
     def fold(self, new_layer, source_layer, args, kwargs):
@@ -305,10 +301,14 @@ class ConversionContext:
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         inputs = args[0] if len(args) == 1 else list(args)
         outputs = wrapper(inputs, **call_kwargs)
+        self._copy_weights_once(new_layer, source_layer)
+        return outputs
+
+    def _copy_weights_once(self, new_layer, source_layer):
+        """Copies the weights at a clone's first call (a shared layer is called again)."""
         if id(new_layer) not in self._weights_copied:
             _copy_weights(new_layer, source_layer)
             self._weights_copied.add(id(new_layer))
-        return outputs
 
     def convert_call(self, layer, args, kwargs):
         """Converts one call of `layer` with the rule registered for its class."""
