@@ -5,7 +5,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.verify import Trace, _own_outputs
+from keras_spiking_conv.conversion.verify import DuplicateNamesError, Trace, _own_outputs
 from keras_spiking_conv.layers import SpikingReLU
 
 
@@ -61,8 +61,8 @@ def rate_probe(model, layers=None):
 
     try:
         probe = trace.probe_model(paths, with_outputs=False)
-    except ValueError as error:
-        if layers is not None or "unique names" not in str(error):
+    except DuplicateNamesError as error:
+        if layers is not None:
             raise
         # Every neuron was asked for by default: measure those the model's own graph has.
         own = _own_outputs(model)

@@ -158,23 +158,32 @@ class Trace:
             inputs, outputs = graph.inputs, graph.outputs
             activities = [own[path] for path in paths]
         else:
+            self._check_unique_names(paths)
             inputs, outputs = self.inputs, self.outputs
             activities = [self.calls[path][1] for path in paths]
         if with_outputs:
             activities = [*outputs, *activities]
         # Inputs structured as the model's (dict keys, not Input names, address them).
         inputs = keras.tree.pack_sequence_as(_graph(self.model)._inputs_struct, inputs)
-        try:
-            return keras.Model(inputs, activities, name=name)
-        except ValueError as error:
-            if "is used" not in str(error):
-                raise
-            raise ValueError(
+        return keras.Model(inputs, activities, name=name)
+
+    def _check_unique_names(self, paths):
+        """A flat graph of all the layers (nested ones too) needs one name per layer."""
+        layers = collections.defaultdict(set)
+        for layer, _ in self.calls.values():
+            layers[layer.name].add(id(layer))
+        clashes = sorted(name for name, ids in layers.items() if len(ids) > 1)
+        if clashes:
+            raise DuplicateNamesError(
                 f"Cannot probe {paths} in '{self.model.name}': a layer inside a nested model "
                 "is probed by running the model again as one graph, and there its layers "
-                f"need unique names ({error}). Fix: give the layers of the nested models "
-                "unique names."
-            ) from error
+                f"need unique names, but several layers are named {clashes}. Fix: give the "
+                "layers of the nested models unique names."
+            )
+
+
+class DuplicateNamesError(ValueError):
+    """A flattened probe graph would hold two layers of one name (from nested models)."""
 
 
 def _own_outputs(model):
