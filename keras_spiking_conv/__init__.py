@@ -14,13 +14,22 @@ from keras_spiking_conv.conversion import (
 )
 from keras_spiking_conv.export import export
 from keras_spiking_conv.fused import FusedNetwork, NetworkCell, SpikingModel, fuse
+from keras_spiking_conv.latency import (
+    LatencySweep,
+    calibrate,
+    latency_sweep,
+    plot_latency,
+    quantize_activations,
+)
 from keras_spiking_conv.layers import (
     LowpassSynapse,
     LowpassSynapseCell,
+    QuantizedReLU,
     RateScale,
     SpikingReLU,
     SpikingReLUCell,
     TimeFold,
+    TimeReadout,
 )
 from keras_spiking_conv.saving import save
 from keras_spiking_conv.streaming import (
@@ -43,6 +52,11 @@ __all__ = [
     "register_stateless",
     "tile_time",
     "verify",
+    "calibrate",
+    "quantize_activations",
+    "latency_sweep",
+    "plot_latency",
+    "LatencySweep",
     "export",
     "FusedNetwork",
     "NetworkCell",
@@ -60,6 +74,8 @@ __all__ = [
     "SpikingReLU",
     "SpikingReLUCell",
     "TimeFold",
+    "TimeReadout",
+    "QuantizedReLU",
     "layers",
     "neurons",
 ]

@@ -35,6 +35,12 @@ def main(argv=None):
         "--regularized-epochs", type=int, default=10, help="regularized training (default: 10)"
     )
     demo.add_argument(
+        "--quantized-epochs",
+        type=int,
+        default=2,
+        help="quantization-aware fine-tuning for the low-latency row (default: 2)",
+    )
+    demo.add_argument(
         "--data",
         choices=("auto", "keras", "bundled"),
         default="auto",
@@ -57,7 +63,7 @@ def main(argv=None):
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    for name in ("train_images", "test_images", "epochs", "regularized_epochs"):
+    for name in ("train_images", "test_images", "epochs", "regularized_epochs", "quantized_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if len(set(args.seed)) != len(args.seed):
@@ -79,6 +85,7 @@ def main(argv=None):
             n_test=args.test_images,
             epochs=args.epochs,
             regularized_epochs=args.regularized_epochs,
+            quantized_epochs=args.quantized_epochs,
             source=args.data,
             seed=seed,
             verbose=0 if args.quiet else 1,

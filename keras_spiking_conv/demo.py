@@ -12,6 +12,8 @@ import numpy as np
 from keras_spiking_conv.callbacks import firing_rates
 from keras_spiking_conv.conversion import convert, tile_time
 from keras_spiking_conv.datasets import load_mnist
+from keras_spiking_conv.latency import calibrate, quantize_activations
+from keras_spiking_conv.layers import QuantizedReLU
 from keras_spiking_conv.regularizers import TargetRate
 
 # (label, tutorial %, NengoDL 3.6 on the bundled 10k MNIST %), as in the issue.
@@ -29,7 +31,10 @@ REFERENCE = {
     "regularized, spiking, synapse 0.01": (98.25, 87.50),
 }
 
-# The tutorial's rows: (label, spiking, n_steps, synapse, scale, network).
+# The tutorial's rows: (label, spiking, n_steps, synapse, scale, network); the last
+# three are the low-latency rows (docs/latency.md): scales calibrated from 2,000 training
+# images, and the quantization-aware fine-tuned network, both read out as the mean over
+# time (the tutorial's rows read the last step).
 ROWS = (
     ("rate", False, 10, None, 1.0, "base"),
     ("spiking", True, 30, None, 1.0, "base"),
@@ -42,7 +47,13 @@ ROWS = (
     ("scale 1000", True, 10, None, 1000.0, "base"),
     ("regularized, rate", False, 10, None, 1.0, "regularized"),
     ("regularized, spiking, synapse 0.01", True, 30, 0.01, 1.0, "regularized"),
+    ("calibrated, 4 steps, mean", True, 4, None, "calibrated", "base"),
+    ("calibrated, 8 steps, mean", True, 8, None, "calibrated", "base"),
+    ("quantization-aware L=8, 4 steps, mean", True, 4, None, 1.0, "quantized"),
 )
+
+# Images `calibrate` and `quantize_activations` see (from the training set).
+CALIBRATION_IMAGES = 2000
 
 
 def relu_function():
@@ -102,6 +113,20 @@ def train_regularized(model, x, y, target=250.0, weight=1e-3, epochs=10, batch_s
     return rate
 
 
+def train_quantized(model, x, y, levels=8, epochs=2, batch_size=200, verbose=1):
+    """Quantization-aware fine-tuning (QCFS): returns the fine-tuned copy of `model`.
+
+    Every ReLU becomes a `QuantizedReLU(levels)` whose threshold starts at the
+    99.9th percentile of its activations on the first `CALIBRATION_IMAGES`
+    inputs; the copy trains with Adam(0.001), as the base network.
+    """
+    quantized = quantize_activations(
+        model, levels=levels, x=x[:CALIBRATION_IMAGES], percentile=99.9
+    )
+    train_base(quantized, x, y, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    return quantized
+
+
 def run_network(
     model,
     x,
@@ -114,26 +139,33 @@ def run_network(
     seed=0,
     batch_size=100,
     rate_images=100,
+    readout=None,
+    swap=None,
 ):
-    """Converts `model`, simulates `n_steps` and scores the last timestep.
+    """Converts `model`, simulates `n_steps` and scores the output.
 
-    Firing rates are measured on the first `rate_images` inputs.
+    The last timestep is scored, or with `readout` ("mean"/"last") the
+    converted model's readout. Firing rates are measured on the first
+    `rate_images` inputs.
 
     Returns:
         A dict with `accuracy` (%), the converted `model`, its `outputs`
-        `(n, n_steps, 10)` and `rates` (per neuron layer statistics, Hz).
+        (`(n, n_steps, 10)`, or `(n, 10)` with a readout) and `rates` (per
+        neuron layer statistics, Hz).
     """
     snn = convert(
         model,
-        swap_activations={relu_function(): "spiking_relu" if spiking else "relu"},
+        swap_activations=swap or {relu_function(): "spiking_relu" if spiking else "relu"},
         synapse=synapse,
         scale_firing_rates=scale,
         seed=seed,
+        readout=readout,
     )
     tiled = tile_time(x, n_steps)
     # A spiking model runs as one fused loop over time by itself (SpikingModel).
     outputs = snn.predict(tiled, batch_size=batch_size, verbose=0)
-    accuracy = 100.0 * float(np.mean(np.argmax(outputs[:, -1], axis=-1) == y))
+    scores = outputs if readout else outputs[:, -1]
+    accuracy = 100.0 * float(np.mean(np.argmax(scores, axis=-1) == y))
     rates = firing_rates(snn, tiled[:rate_images], batch_size=batch_size)
     return {"accuracy": accuracy, "model": snn, "outputs": outputs, "rates": rates}
 
@@ -143,6 +175,7 @@ def run_workflow(
     n_test=400,
     epochs=2,
     regularized_epochs=10,
+    quantized_epochs=2,
     source="auto",
     seed=0,
     verbose=1,
@@ -162,10 +195,19 @@ def run_workflow(
         networks["regularized"] = train_regularized(
             networks["base"], x_train, y_train, epochs=regularized_epochs, verbose=verbose
         )
+    if any(row[5] == "quantized" for row in rows):
+        if verbose:
+            print(f"Quantization-aware fine-tuning (L=8), {quantized_epochs} epochs")
+        networks["quantized"] = train_quantized(
+            networks["base"], x_train, y_train, epochs=quantized_epochs, verbose=verbose
+        )
+    if any(row[4] == "calibrated" for row in rows):
+        calibrated = calibrate(networks["base"], x_train[:CALIBRATION_IMAGES])
     results = []
     progress = keras.utils.Progbar(len(rows), verbose=verbose, unit_name="configuration")
     for label, spiking, n_steps, synapse, scale, network in rows:
         start = time.perf_counter()
+        low_latency = scale == "calibrated" or network == "quantized"
         result = run_network(
             networks[network],
             x_test,
@@ -173,8 +215,10 @@ def run_workflow(
             spiking=spiking,
             n_steps=n_steps,
             synapse=synapse,
-            scale=scale,
+            scale=calibrated if scale == "calibrated" else scale,
             seed=seed,
+            readout="mean" if low_latency else None,
+            swap={QuantizedReLU: "spiking_relu"} if network == "quantized" else None,
         )
         tutorial, nengo = REFERENCE.get(label, (None, None))
         results.append(

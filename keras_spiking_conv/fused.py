@@ -21,7 +21,13 @@ import weakref
 import keras
 from keras import ops, tree
 
-from keras_spiking_conv.layers import LowpassSynapse, RateScale, SpikingReLU, TimeFold
+from keras_spiking_conv.layers import (
+    LowpassSynapse,
+    RateScale,
+    SpikingReLU,
+    TimeFold,
+    TimeReadout,
+)
 from keras_spiking_conv.streaming import _walk, initial_states, state_layout
 
 PACKAGE = "keras_spiking_conv"
@@ -34,7 +40,8 @@ class NetworkCell(keras.layers.Layer):
     Its input is every network input of one step, flattened and concatenated;
     its output every network output, flattened and concatenated; its states
     are the network's neuron voltages and synapse states (see
-    `keras_spiking_conv.state_layout`).
+    `keras_spiking_conv.state_layout`). An output's `TimeReadout` passes each
+    step through: `FusedNetwork` applies it to the whole sequence.
 
     Args:
         network: A converted model (from `keras_spiking_conv.convert`).
@@ -49,7 +56,12 @@ class NetworkCell(keras.layers.Layer):
         self.layout = state_layout(network)
         self.keys = list(self.layout)
         self.input_shapes = [tuple(x.shape[2:]) for x in network.inputs]
-        self.output_shapes = [tuple(y.shape[2:]) for y in network.outputs]
+        # Each output's readout (or None) and the shape of one step of what it reads.
+        self.readouts = [readout_of(y) for y in network.outputs]
+        self.output_shapes = [
+            tuple(y.shape[1:] if readout else y.shape[2:])
+            for y, readout in zip(network.outputs, self.readouts, strict=True)
+        ]
         self.state_size = [-1] * len(self.keys) if self.keys else [1]
         self.output_size = sum(math.prod(s) for s in self.output_shapes)
 
@@ -78,6 +90,8 @@ class NetworkCell(keras.layers.Layer):
 
         def visit(op, args, kwargs, path):
             x = args[0]
+            if isinstance(op, TimeReadout):
+                return x
             if isinstance(op, TimeFold):
                 inner = op.layer
                 if getattr(inner, "_call_has_training_arg", False):
@@ -161,9 +175,14 @@ class FusedNetwork(keras.layers.Layer):
         sequence = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=-1)
         output = self.rnn(sequence, training=training)
         outputs, start = [], 0
-        for shape, spec in zip(self.cell.output_shapes, self.network.outputs, strict=True):
+        cell = self.cell
+        for shape, spec, readout in zip(
+            cell.output_shapes, self.network.outputs, cell.readouts, strict=True
+        ):
             size = math.prod(shape)
             piece = ops.reshape(output[..., start : start + size], (batch, time, *shape))
+            if readout is not None:
+                piece = readout(piece)
             outputs.append(ops.cast(piece, spec.dtype))
             start += size
         return outputs[0] if len(outputs) == 1 else outputs
@@ -191,6 +210,12 @@ class FusedNetwork(keras.layers.Layer):
         config = dict(config)
         config["network"] = keras.saving.deserialize_keras_object(config["network"])
         return cls(**config)
+
+
+def readout_of(tensor):
+    """The `TimeReadout` that made a model output, or None."""
+    layer = tensor._keras_history[0]
+    return layer if isinstance(layer, TimeReadout) else None
 
 
 def fuse(model, stateful=False, batch_size=None):

@@ -31,7 +31,7 @@ import collections
 import keras
 from keras import ops, tree
 
-from keras_spiking_conv.layers import LowpassSynapse, SpikingReLU
+from keras_spiking_conv.layers import LowpassSynapse, SpikingReLU, TimeReadout
 from keras_spiking_conv.layers.base import FeatureSequence
 
 STATE_PREFIX = "state_"
@@ -273,7 +273,9 @@ def process_chunk(model, inputs, states, training=False):
 
     Returns:
         A tuple `(outputs, new_states)`: `outputs` structured like the model's
-        outputs, each `(batch, time, ...)`; `new_states` a dict like `states`,
+        outputs, each `(batch, time, ...)` (a model converted with a `readout`
+        returns every step's output, before the readout: averaging them over
+        all chunks gives the `"mean"` readout); `new_states` a dict like `states`,
         the states after the chunk's last step.
 
     This runs eagerly. For long streams prefer `Stream`, which compiles it:
@@ -298,6 +300,8 @@ def run_chunk(model, flat_inputs, states, layout, training=False):
     new_states = {}
 
     def visit(op, args, kwargs, path):
+        if isinstance(op, TimeReadout):  # a chunk returns every step's output
+            return args[0]
         if path in by_path:
             key = by_path[path]
             x = args[0]

@@ -9,13 +9,19 @@ import inspect
 
 import keras
 
+from keras_spiking_conv.layers import QuantizedReLU
+
 # Activation layer classes and the canonical key of their activation.
 _LAYER_KEYS = {
     keras.layers.LeakyReLU: "leaky_relu",
     keras.layers.PReLU: "prelu",
     keras.layers.ELU: "elu",
     keras.layers.Softmax: "softmax",
+    QuantizedReLU: "quantized_relu",
 }
+
+# Keys of activations that only exist as layers (no `keras.activations` function).
+_LAYER_ONLY_KEYS = frozenset({"quantized_relu"})
 
 # Activations the converter treats as neurons by default.
 NEURON_KEYS = frozenset({"relu"})
@@ -50,6 +56,8 @@ def activation_key(activation):
         A string key such as `"relu"`, or None if `activation` is not recognised.
     """
     if isinstance(activation, str):
+        if activation in _LAYER_ONLY_KEYS:
+            return activation
         try:
             return _function_key(keras.activations.get(activation))
         except ValueError:

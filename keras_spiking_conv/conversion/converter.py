@@ -10,18 +10,17 @@ The converter is a short sequence of steps:
 4. copy the weights and return a plain `keras.Model`, with a report.
 """
 
-import copy
 import functools
 import numbers
 import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_spiking_conv._validation import check_initial_voltage, check_number, check_seed
 from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-in rules)
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
+from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.errors import ConversionError, check_model
 from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
@@ -31,9 +30,11 @@ from keras_spiking_conv.layers import (
     SpikingReLU,
     SpikingReLUCell,
     TimeFold,
+    TimeReadout,
 )
+from keras_spiking_conv.layers.readout import check_readout
 
-_OUR_LAYERS = (TimeFold, SpikingReLU, LowpassSynapse, RateScale)
+_OUR_LAYERS = (TimeFold, SpikingReLU, LowpassSynapse, RateScale, TimeReadout)
 
 # Neuron blocks compute in float32 under any global policy: a voltage integrated in
 # float16/bfloat16 drifts, `n * amplitude / dt` stops being whole spikes, and scaled
@@ -59,6 +60,11 @@ def is_converted(model):
 
 # Converted spiking neurons start mid-threshold: spike counts are rates x time, rounded.
 INITIAL_VOLTAGE = 0.5
+
+# Converted spiking neurons integrate their signed input (`SpikingReLU(rectify_input=False)`):
+# spike counts then follow the ReLU of the mean input, so a network converges to the
+# original as time goes on even when neurons feed spikes to neurons (docs/latency.md).
+RECTIFY_INPUT = False
 
 
 class Options:
@@ -182,7 +188,7 @@ def _neuron_template(activation, neuron):
         config = (
             neuron.cell.get_config() if isinstance(neuron, SpikingReLU) else neuron.get_config()
         )
-        keep = ("amplitude", "initial_voltage", "spiking_aware_training")
+        keep = ("amplitude", "initial_voltage", "spiking_aware_training", "rectify_input")
         return bool(config["spiking"]), {k: config[k] for k in keep}
     raise ValueError(
         f"convert(): `swap_activations[{activation!r}]` must be 'spiking_relu', 'relu' or a "
@@ -208,37 +214,19 @@ def _synapse_template(value, owner):
     )
 
 
-def _copy_weights(new_layer, source_layer):
-    """Copies `source_layer`'s weights into `new_layer`, backend tensor to backend tensor.
-
-    Unlike `set_weights(get_weights())` this makes no NumPy round trip (whose
-    `Variable.__array__` raises NumPy 2 DeprecationWarnings on JAX and PyTorch), and
-    each weight gets its own copy: JAX training donates variable buffers, so the
-    converted model must never share one with the original.
-    """
-    new, source = new_layer.weights, source_layer.weights
-    if len(new) != len(source) or any(
-        tuple(a.shape) != tuple(b.shape) for a, b in zip(new, source, strict=True)
-    ):
-        new_layer.set_weights(source_layer.get_weights())  # raises Keras' own error
-        return
-    for target, value in zip(new, source, strict=True):
-        target.assign(ops.copy(value.value))
-
-
-class ConversionContext:
+class ConversionContext(LayerCloner):
     """What a conversion rule can use: cloning, folding, neuron blocks, the report."""
 
     def __init__(self, options, already_converted, report, rng):
+        super().__init__()
         self.options = options
         self.already_converted = already_converted
         self.report = report
         self.rng = rng
         self.used_names = set()
         self.block_layers = set()
-        self._clones = {}
+        self._nested = {}
         self._wrappers = {}
-        self._weights_copied = set()
 
     # -- names ---------------------------------------------------------------
     def unique_name(self, base):
@@ -257,25 +245,6 @@ class ConversionContext:
         return name
 
     # -- layers --------------------------------------------------------------
-    def clone(self, layer, drop_activation=False, **overrides):
-        """A new layer with `layer`'s config, updated with `overrides` (one per original
-        layer, so sharing is kept)."""
-        if id(layer) not in self._clones:
-            config = {**copy.deepcopy(layer.get_config()), **overrides}
-            activation = getattr(layer, "activation", None)
-            keep_activation = False
-            if "activation" in config and (drop_activation or callable(activation)):
-                # The activation is not round-tripped through its config: a backend
-                # function such as `jax.nn.relu` or `torch.relu` serializes to a config
-                # Keras cannot read back. The clone gets the very same function.
-                config["activation"] = "linear"
-                keep_activation = not drop_activation
-            new_layer = type(layer).from_config(config)
-            if keep_activation:
-                new_layer.activation = activation
-            self._clones[id(layer)] = (new_layer, layer)
-        return self._clones[id(layer)][0]
-
     def keep(self, layer, args, kwargs):
         """Applies a copy of a layer that already runs over time (config and weights).
 
@@ -285,7 +254,7 @@ class ConversionContext:
         new_layer = self.clone(layer, **overrides)
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         outputs = new_layer(args[0] if len(args) == 1 else list(args), **call_kwargs)
-        self._copy_weights_once(new_layer, layer)
+        self.copy_weights_once(new_layer, layer)
         return outputs
 
     def fold(self, new_layer, source_layer, args, kwargs):
@@ -301,14 +270,8 @@ class ConversionContext:
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         inputs = args[0] if len(args) == 1 else list(args)
         outputs = wrapper(inputs, **call_kwargs)
-        self._copy_weights_once(new_layer, source_layer)
+        self.copy_weights_once(new_layer, source_layer)
         return outputs
-
-    def _copy_weights_once(self, new_layer, source_layer):
-        """Copies the weights at a clone's first call (a shared layer is called again)."""
-        if id(new_layer) not in self._weights_copied:
-            _copy_weights(new_layer, source_layer)
-            self._weights_copied.add(id(new_layer))
 
     def convert_call(self, layer, args, kwargs):
         """Converts one call of `layer` with the rule registered for its class."""
@@ -317,14 +280,14 @@ class ConversionContext:
         return get_rule(layer)(layer, args, kwargs, self)
 
     def _convert_nested(self, model, args):
-        if id(model) not in self._clones:
+        if id(model) not in self._nested:
             sub = _Conversion(model, self.options, self.already_converted, self.rng)
             self.report.nested[model.name] = sub.report
-            self._clones[id(model)] = (sub.model, model)
+            self._nested[id(model)] = sub.model
             self.used_names.add(model.name)
         self.record(model, kind="nested")
         inputs = args[0] if len(args) == 1 else list(args)
-        return self._clones[id(model)][0](inputs)
+        return self._nested[id(model)](inputs)
 
     # -- neurons -------------------------------------------------------------
     def wants_neuron(self, source, key):
@@ -340,14 +303,20 @@ class ConversionContext:
             or o.lookup(o.regularizer, source) is not None
         )
 
-    def neuron_block(self, source, key, x, force=False):
-        """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse]."""
+    def neuron_block(self, source, key, x, force=False, threshold=None):
+        """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse].
+
+        With a `threshold` (a `QuantizedReLU`'s), `s` is also multiplied by
+        `1 / (threshold * dt)`: an input at the threshold fires one spike per step.
+        """
         o = self.options
         spiking, template = False, {}
         if key in o.swap:
             o.used_swap_keys.add(key)
             spiking, template = o.swap[key][1]
         scale = o.lookup(o.scale, source)
+        if threshold is not None and spiking:
+            scale = scale / (threshold * o.dt)
         synapse = o.lookup(o.synapse, source)
         regularizer = o.lookup(o.regularizer, source)
         if regularizer is not None:
@@ -355,7 +324,11 @@ class ConversionContext:
         if scale != 1.0:
             x = RateScale(scale, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_scale"))(x)
         # A configured SpikingReLU in `swap_activations` brings its own initial voltage.
-        template = {"initial_voltage": o.lookup(o.initial_voltage, source), **template}
+        template = {
+            "initial_voltage": o.lookup(o.initial_voltage, source),
+            "rectify_input": RECTIFY_INPUT,
+            **template,
+        }
         neuron = SpikingReLU(
             **template,
             dt=o.dt,
@@ -490,8 +463,10 @@ class Converter:
         n_steps=None,
         seed=None,
         initial_voltage=INITIAL_VOLTAGE,
+        readout=None,
     ):
         check_model(model)
+        readout = check_readout(readout, owner="convert()")
         if n_steps is not None and (
             isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
         ):
@@ -523,7 +498,14 @@ class Converter:
         from keras_spiking_conv.fused import SpikingModel
 
         graph = conversion.model
-        self.model = SpikingModel(graph._inputs_struct, graph._outputs_struct, name=graph.name)
+        outputs = graph._outputs_struct
+        if readout is not None:
+            context = conversion.context
+            outputs = keras.tree.map_structure(
+                lambda y: TimeReadout(readout, name=context.unique_name(f"{readout}_readout"))(y),
+                outputs,
+            )
+        self.model = SpikingModel(graph._inputs_struct, outputs, name=graph.name)
         self.report = conversion.report
 
 
@@ -542,10 +524,13 @@ def convert(model, **kwargs):
         model: A functional or built Sequential `keras.Model` (or a converted one).
         swap_activations: Dict mapping activations to neurons. Keys: a name
             (`"relu"`), a function (`keras.activations.relu`, `tf.nn.relu`) or
-            a layer class (`keras.layers.ReLU`). Values: `"spiking_relu"`,
-            `"relu"` (rate) or a configured `SpikingReLU` (its `amplitude`,
-            `initial_voltage` and `spiking_aware_training` are used).
-            Defaults to `None` (every activation stays as it is).
+            a layer class (`keras.layers.ReLU`, `layers.QuantizedReLU` or its
+            name `"quantized_relu"`). Values: `"spiking_relu"`, `"relu"`
+            (rate) or a configured `SpikingReLU` (its `amplitude`,
+            `initial_voltage` and `spiking_aware_training` are used). A
+            `QuantizedReLU` made spiking gets its learned threshold: its scale
+            is `scale_firing_rates / (threshold * dt)`, one spike per step at
+            the threshold. Defaults to `None` (every activation stays as it is).
         scale_firing_rates: A float `> 0` for every neuron, or a dict mapping
             original layers (objects or names) to floats: the neuron input is
             multiplied by it and its output divided by it. Defaults to `None` (1).
@@ -568,6 +553,13 @@ def convert(model, **kwargs):
             variance of the count error, and more accurate short simulations
             (docs/converter.md). A configured `SpikingReLU` in
             `swap_activations` keeps its own. Defaults to `0.5`.
+        readout: `None` (every output is `(batch, time, ...)`), `"mean"` (the
+            mean over time) or `"last"` (the last timestep): each output then
+            is `(batch, ...)`, so `evaluate` and `fit` take the original
+            model's labels. A `TimeReadout` layer does it; step-by-step runs
+            (`Stream`, `process_chunk`, `export`'s `step` and `chunk`
+            signatures) return every step's output before it. Re-converting
+            applies the new `readout`. Defaults to `None`.
 
     Returns:
         The converted `keras.Model`. Use `Converter` to also get the report.

@@ -34,6 +34,9 @@ class ConversionReport:
         elif kind == "dropped":
             row["became"] = "rebuilt from the options"
             row["note"] = "scales and synapses are rebuilt with their neuron"
+        elif kind == "readout":
+            row["became"] = "rebuilt from the options"
+            row["note"] = "the readout follows convert's `readout` option"
         elif kind == "kept":
             row["became"] = "kept (runs over time)"
             row["note"] = "not part of a neuron block: copied with its weights"

@@ -14,9 +14,11 @@ from keras_spiking_conv.conversion.activations import layer_activation_key
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import (
     LowpassSynapse,
+    QuantizedReLU,
     RateScale,
     SpikingReLU,
     TimeFold,
+    TimeReadout,
 )
 
 L = keras.layers
@@ -87,6 +89,7 @@ STATELESS_LAYERS = (
     L.PReLU,
     L.ELU,
     L.Softmax,
+    QuantizedReLU,
 )
 
 
@@ -98,6 +101,10 @@ def stateless_rule(layer, args, kwargs, context):
         layer, (L.Activation, L.ReLU, L.LeakyReLU, L.PReLU, L.ELU, L.Softmax)
     )
     if key is not None and context.wants_neuron(layer.name, key):
+        if isinstance(layer, QuantizedReLU):
+            # Its learned threshold becomes the neuron's: one spike per step at it.
+            context.record(layer, kind="neuron")
+            return context.neuron_block(layer.name, key, args[0], threshold=layer.threshold_value())
         if is_activation_layer and not layer.weights:
             context.record(layer, kind="neuron")
             return context.neuron_block(layer.name, key, args[0])
@@ -126,6 +133,13 @@ def neuron_rule(layer, args, kwargs, context):
     source = context.source_name(layer.name, "neuron")
     context.record(layer, kind="neuron", source=source)
     return context.neuron_block(source, "relu", args[0], force=True)
+
+
+@register_rule(TimeReadout)
+def readout_rule(layer, args, kwargs, context):
+    """Re-converting: the readout is rebuilt from the `readout` option."""
+    context.record(layer, kind="readout")
+    return args[0]
 
 
 @register_rule(RateScale, LowpassSynapse)

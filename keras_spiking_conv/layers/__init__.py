@@ -1,15 +1,19 @@
-"""Stateful spiking layers and the time-folding wrapper."""
+"""Stateful spiking layers, the QCFS activation, the time-folding wrapper and the readout."""
 
 from keras_spiking_conv.layers.lowpass import LowpassSynapse, LowpassSynapseCell
+from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
 from keras_spiking_conv.layers.rate_scale import RateScale
+from keras_spiking_conv.layers.readout import TimeReadout
 from keras_spiking_conv.layers.spiking_relu import SpikingReLU, SpikingReLUCell
 from keras_spiking_conv.layers.time_fold import TimeFold
 
 __all__ = [
     "LowpassSynapse",
     "LowpassSynapseCell",
+    "QuantizedReLU",
     "RateScale",
     "SpikingReLU",
     "SpikingReLUCell",
     "TimeFold",
+    "TimeReadout",
 ]

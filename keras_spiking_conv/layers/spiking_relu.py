@@ -16,10 +16,20 @@ from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
 PACKAGE = "keras_spiking_conv"
 
 # The neuron arguments, shared by the cell and its sequence layer.
-NEURON_ARGS = ("dt", "amplitude", "initial_voltage", "seed", "spiking_aware_training", "spiking")
+NEURON_ARGS = (
+    "dt",
+    "amplitude",
+    "initial_voltage",
+    "seed",
+    "spiking_aware_training",
+    "spiking",
+    "rectify_input",
+)
 
 
-def _neuron_args(owner, dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking):
+def _neuron_args(
+    owner, dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking, rectify_input
+):
     """Validates the neuron arguments shared by the cell and the layer."""
     return dict(
         dt=check_number("dt", dt, owner=owner, positive=True),
@@ -30,6 +40,7 @@ def _neuron_args(owner, dt, amplitude, initial_voltage, seed, spiking_aware_trai
             "spiking_aware_training", spiking_aware_training, owner=owner
         ),
         spiking=check_bool("spiking", spiking, owner=owner),
+        rectify_input=check_bool("rectify_input", rectify_input, owner=owner),
     )
 
 
@@ -62,6 +73,12 @@ class SpikingReLUCell(FeatureCell):
             to `True`.
         spiking: If False, the cell is a rate neuron: it outputs
             `amplitude * max(x, 0)` and keeps its voltage. Defaults to `True`.
+        rectify_input: If True (Nengo's neuron), the input is rectified before
+            it is integrated; if False, the voltage integrates the signed
+            input and may go below zero (`v += x * dt; n = max(floor(v), 0)`),
+            so the spike count follows the ReLU of the mean input: what
+            low-latency conversion needs when inputs are spikes (see
+            `neurons.spiking_relu_step`). Defaults to `True`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -78,12 +95,20 @@ class SpikingReLUCell(FeatureCell):
         seed=None,
         spiking_aware_training=True,
         spiking=True,
+        rectify_input=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         owner = f"{type(self).__name__} '{self.name}'"
         args = _neuron_args(
-            owner, dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking
+            owner,
+            dt,
+            amplitude,
+            initial_voltage,
+            seed,
+            spiking_aware_training,
+            spiking,
+            rectify_input,
         )
         self.dt = args["dt"]
         self.amplitude = args["amplitude"]
@@ -93,6 +118,7 @@ class SpikingReLUCell(FeatureCell):
             self.seed = int(np.random.randint(0, 2**31 - 1))
         self.spiking_aware_training = args["spiking_aware_training"]
         self.spiking = args["spiking"]
+        self.rectify_input = args["rectify_input"]
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -121,7 +147,9 @@ class SpikingReLUCell(FeatureCell):
         voltage = states[0]
         if not self.spiking or (training and not self.spiking_aware_training):
             return neurons.spiking_relu_rates(inputs, self.amplitude), [voltage]
-        spikes, voltage = neurons.spiking_relu_step(inputs, voltage, self.dt, self.amplitude)
+        spikes, voltage = neurons.spiking_relu_step(
+            inputs, voltage, self.dt, self.amplitude, self.rectify_input
+        )
         if training:
             rates = neurons.spiking_relu_rates(inputs, self.amplitude)
             spikes = rates + ops.stop_gradient(spikes - rates)
@@ -136,6 +164,7 @@ class SpikingReLUCell(FeatureCell):
             "seed": self.seed,
             "spiking_aware_training": self.spiking_aware_training,
             "spiking": self.spiking,
+            "rectify_input": self.rectify_input,
         }
 
 
@@ -150,8 +179,8 @@ class SpikingReLU(FeatureSequence):
     stateless ReLU applied to every step at once.
 
     Args:
-        dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking:
-            As in `SpikingReLUCell`.
+        dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking,
+        rectify_input: As in `SpikingReLUCell`.
         return_sequences: Return the output of every step (True) or only the
             last. Defaults to `True` (unlike `keras.layers.RNN`).
         return_state: Also return the final voltage. Defaults to `False`.
@@ -185,6 +214,7 @@ class SpikingReLU(FeatureSequence):
         seed=None,
         spiking_aware_training=True,
         spiking=True,
+        rectify_input=True,
         return_sequences=True,
         return_state=False,
         stateful=False,
@@ -198,6 +228,7 @@ class SpikingReLU(FeatureSequence):
             seed=seed,
             spiking_aware_training=spiking_aware_training,
             spiking=spiking,
+            rectify_input=rectify_input,
             name=f"{kwargs.get('name', 'spiking_relu')}_cell",
             dtype=kwargs.get("dtype"),
         )
@@ -216,6 +247,7 @@ class SpikingReLU(FeatureSequence):
     seed = property(lambda self: self.cell.seed)
     spiking_aware_training = property(lambda self: self.cell.spiking_aware_training)
     spiking = property(lambda self: self.cell.spiking)
+    rectify_input = property(lambda self: self.cell.rectify_input)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         if self.spiking:

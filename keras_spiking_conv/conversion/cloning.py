@@ -1,0 +1,56 @@
+"""Copies of layers with their weights: what `convert` and `quantize_activations` build from."""
+
+import copy
+
+from keras import ops
+
+
+def copy_weights(new_layer, source_layer):
+    """Copies `source_layer`'s weights into `new_layer`, backend tensor to backend tensor.
+
+    Unlike `set_weights(get_weights())` this makes no NumPy round trip (whose
+    `Variable.__array__` raises NumPy 2 DeprecationWarnings on JAX and PyTorch), and
+    each weight gets its own copy: JAX training donates variable buffers, so the
+    converted model must never share one with the original.
+    """
+    new, source = new_layer.weights, source_layer.weights
+    if len(new) != len(source) or any(
+        tuple(a.shape) != tuple(b.shape) for a, b in zip(new, source, strict=True)
+    ):
+        new_layer.set_weights(source_layer.get_weights())  # raises Keras' own error
+        return
+    for target, value in zip(new, source, strict=True):
+        target.assign(ops.copy(value.value))
+
+
+class LayerCloner:
+    """Makes one new layer per original layer (so sharing is kept) and copies its weights once."""
+
+    def __init__(self):
+        self._clones = {}
+        self._weights_copied = set()
+
+    def clone(self, layer, drop_activation=False, **overrides):
+        """A new layer with `layer`'s config, updated with `overrides` (one per original
+        layer, so sharing is kept)."""
+        if id(layer) not in self._clones:
+            config = {**copy.deepcopy(layer.get_config()), **overrides}
+            activation = getattr(layer, "activation", None)
+            keep_activation = False
+            if "activation" in config and (drop_activation or callable(activation)):
+                # The activation is not round-tripped through its config: a backend
+                # function such as `jax.nn.relu` or `torch.relu` serializes to a config
+                # Keras cannot read back. The clone gets the very same function.
+                config["activation"] = "linear"
+                keep_activation = not drop_activation
+            new_layer = type(layer).from_config(config)
+            if keep_activation:
+                new_layer.activation = activation
+            self._clones[id(layer)] = (new_layer, layer)
+        return self._clones[id(layer)][0]
+
+    def copy_weights_once(self, new_layer, source_layer):
+        """Copies the weights at a clone's first call (a shared layer is called again)."""
+        if id(new_layer) not in self._weights_copied:
+            copy_weights(new_layer, source_layer)
+            self._weights_copied.add(id(new_layer))

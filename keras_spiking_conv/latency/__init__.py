@@ -1,0 +1,19 @@
+"""Low latency: calibrated scales, conversion-aware (quantized) training, latency sweeps."""
+
+from keras_spiking_conv.latency.calibration import (
+    DEFAULT_PERCENTILE,
+    activation_percentiles,
+    calibrate,
+)
+from keras_spiking_conv.latency.quantization import quantize_activations
+from keras_spiking_conv.latency.sweep import LatencySweep, latency_sweep, plot_latency
+
+__all__ = [
+    "DEFAULT_PERCENTILE",
+    "LatencySweep",
+    "activation_percentiles",
+    "calibrate",
+    "latency_sweep",
+    "plot_latency",
+    "quantize_activations",
+]

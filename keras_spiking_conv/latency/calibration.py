@@ -1,0 +1,232 @@
+"""`calibrate()`: per-layer firing-rate scales from example data, for low-latency conversion.
+
+An integrate-and-fire neuron that fires at most about one spike per step codes
+its input in few steps when the input range it must code is known. For each
+layer whose ReLU becomes a neuron, `calibrate` runs the *original* model on
+example data (in batches, without time copies), takes a high percentile `p` of
+that layer's activations and returns the scale `1 / (p * dt)`: with it, an
+activation at `p` fires one spike per step (its threshold is `p`), and the
+converter's default initial voltage (half the threshold) rounds spike counts.
+Each neuron block divides its output by the same scale, so every layer's
+output stays in the units of the original network: branches that meet (Add,
+Concatenate) stay consistent with no further normalisation.
+"""
+
+import math
+import numbers
+
+import keras
+import numpy as np
+
+from keras_spiking_conv._validation import check_number
+from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
+from keras_spiking_conv.conversion.converter import is_converted
+from keras_spiking_conv.conversion.errors import check_model
+from keras_spiking_conv.conversion.verify import Trace
+
+# The percentile `calibrate` uses by default (docs/latency.md: how it was chosen).
+DEFAULT_PERCENTILE = 99.9
+
+# Activations kept per layer and batch to estimate a percentile (a random sample).
+SAMPLES_PER_BATCH = 100_000
+
+
+def check_percentile(percentile, *, owner):
+    """Checks a percentile in (0, 100]."""
+    value = check_number("percentile", percentile, owner=owner)
+    if not 0 < value <= 100:
+        raise ValueError(
+            f"{owner}: Argument `percentile` must be in (0, 100] (100 is the maximum "
+            f"activation; 99-99.99 is usual). Received: percentile={percentile!r}"
+        )
+    return value
+
+
+def neuron_sites(trace, owner):
+    """The paths of `trace`'s layer calls whose activation is a ReLU (what `convert` makes
+    neurons), grouped by layer name (the key of `convert`'s per-layer options)."""
+    sites = {}
+    for path, (layer, _) in trace.calls.items():
+        if isinstance(layer, keras.layers.InputLayer) or isinstance(layer, keras.Model):
+            continue
+        if layer_activation_key(layer) in NEURON_KEYS:
+            sites.setdefault(layer.name, []).append(path)
+    if not sites:
+        raise ValueError(
+            f"{owner}: model '{trace.model.name}' has no ReLU activation (in a layer's "
+            "`activation`, an `Activation('relu')` or a `ReLU()` layer), so there is "
+            "nothing to calibrate: only ReLUs become spiking neurons."
+        )
+    return sites
+
+
+def iterate(x, batch_size, owner):
+    """Batches of `x` as they come: slices of arrays (one, a list or a dict), or the
+    elements of a `tf.data.Dataset`, a `keras.utils.PyDataset` or any iterable."""
+    if isinstance(x, keras.utils.PyDataset):
+        for i in range(x.num_batches):
+            yield x[i]
+        return
+    if hasattr(x, "as_numpy_iterator"):  # tf.data.Dataset
+        yield from x.as_numpy_iterator()
+        return
+    if isinstance(x, (np.ndarray, dict, list)) or hasattr(x, "__array__"):
+        n = len(keras.tree.flatten(x)[0])
+        for start in range(0, n, batch_size):
+            part = slice(start, start + batch_size)
+            yield keras.tree.map_structure(lambda a, part=part: np.asarray(a)[part], x)
+        return
+    if hasattr(x, "__iter__"):
+        yield from x
+        return
+    raise TypeError(
+        f"{owner}: `x` must be arrays (one, a list or a dict by input name), a "
+        "tf.data.Dataset, a keras.utils.PyDataset or an iterable of batches. "
+        f"Received: {type(x).__name__}"
+    )
+
+
+def batches(x, batch_size, owner):
+    """The input batches of `x` (see `iterate`). A batch that is a tuple is
+    `(x, y[, sample_weight])`, as `fit` takes it: its first item is used."""
+    for batch in iterate(x, batch_size, owner):
+        yield batch[0] if isinstance(batch, tuple) else batch
+
+
+def activation_percentiles(
+    model, x, percentile=DEFAULT_PERCENTILE, batch_size=256, seed=0, verbose=0, owner=None
+):
+    """The `percentile` of each ReLU layer's activations on inputs `x`.
+
+    Args:
+        model: The original (non-converted) functional or Sequential model.
+        x: Example inputs without a time axis (see `calibrate`).
+        percentile: In (0, 100]. Defaults to `DEFAULT_PERCENTILE`.
+        batch_size: Batch size for arrays. Defaults to `256`.
+        seed: Seed of the sample of activations a percentile is estimated from.
+        verbose: Show a progress bar (one step per batch). Defaults to `0`.
+        owner: Name of the calling function, for errors.
+
+    Returns:
+        A dict `{layer_name: value}` in graph order, over every call of the layer
+        (nested models' layers included).
+    """
+    owner = owner or "activation_percentiles()"
+    percentile = check_percentile(percentile, owner=owner)
+    check_model(model)
+    if is_converted(model):
+        raise ValueError(
+            f"{owner}: model '{model.name}' is already converted (its inputs have a time "
+            "axis). Calibrate the original Keras model, then convert it with the scales."
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(
+            f"{owner}: `batch_size` must be a positive integer. Received: {batch_size!r}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"{owner}: `batch_size` must be >= 1. Received: batch_size={batch_size}")
+    trace = Trace(model)
+    sites = neuron_sites(trace, owner)
+    paths = [path for layer_paths in sites.values() for path in layer_paths]
+    probe = trace.probe_model(paths, with_outputs=False)
+    rng = np.random.default_rng(seed)
+    samples = {path: [] for path in paths}
+    progress = keras.utils.Progbar(None, verbose=verbose, unit_name="batch")
+    n_batches = 0
+    for i, batch in enumerate(batches(x, batch_size, owner)):
+        for a in keras.tree.flatten(batch):
+            if not np.all(np.isfinite(np.asarray(a, dtype="float64"))):
+                raise ValueError(
+                    f"{owner}: batch {i} of `x` holds NaN or infinite values. Calibrating "
+                    "on them would give meaningless thresholds: clean or drop those inputs "
+                    "(e.g. `x[np.isfinite(x).all(axis=tuple(range(1, x.ndim)))]`)."
+                )
+        outputs = probe(batch, training=False)
+        outputs = [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(outputs)]
+        for path, values in zip(paths, outputs, strict=True):
+            values = values.reshape(-1)
+            if not np.all(np.isfinite(values)):
+                raise ValueError(
+                    f"{owner}: layer '{path}' ({type(trace.calls[path][0]).__name__}) of model "
+                    f"'{model.name}' gives NaN or infinite activations on batch {i} of `x`. "
+                    "Check the model's weights and the inputs' scale."
+                )
+            if values.size > SAMPLES_PER_BATCH:
+                values = rng.choice(values, SAMPLES_PER_BATCH, replace=False)
+            samples[path].append(values.astype("float32"))
+        n_batches += 1
+        progress.update(n_batches)
+    if n_batches == 0:
+        raise ValueError(f"{owner}: `x` gave no batches. Pass at least one input.")
+    return {
+        name: float(np.percentile(np.concatenate([v for p in ps for v in samples[p]]), percentile))
+        for name, ps in sites.items()
+    }
+
+
+def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256, seed=0, verbose=0):
+    """Firing-rate scales for every ReLU layer of `model`, from example data.
+
+    For each layer whose ReLU `convert` turns into a neuron, the scale is
+    `1 / (p * dt)`, where `p` is the `percentile` of the layer's activations
+    on `x`: a neuron whose activation is `p` fires about one spike per step.
+    Pass the result to `convert(..., scale_firing_rates=...)` as it is, with
+    the same `dt`; with the converter's default initial voltage (half the
+    threshold) the spiking network reaches the original's accuracy in a few
+    steps (docs/latency.md). Every neuron block divides its output by its
+    scale, so layers' outputs keep the original units and branches that meet
+    (Add, Concatenate) stay consistent.
+
+    Args:
+        model: The original (non-converted) functional or Sequential Keras
+            model; layers of nested models are calibrated too.
+        x: Example inputs as the original model takes them (no time axis):
+            arrays (one, a list or a dict by input name), a
+            `tf.data.Dataset` or `keras.utils.PyDataset` of batches (a tuple
+            batch is `(x, y, ...)` and its `x` is used), or an iterable of
+            batches. A few thousand training examples are plenty.
+        percentile: Percentile of the activations that fires one spike per
+            step, in (0, 100]; `100` is the maximum. Defaults to `99.9`
+            (chosen on MNIST and checked on Fashion-MNIST: docs/latency.md).
+        dt: The simulation timestep `convert` will use. Defaults to `0.001`.
+        batch_size: Batch size for arrays. Defaults to `256`.
+        seed: Seed of the random sample of activations a percentile is
+            estimated from (at most 100,000 values per layer and batch).
+            Defaults to `0`.
+        verbose: `1` shows a Keras progress bar over the batches. Defaults to `0`.
+
+    Returns:
+        A dict `{layer_name: scale}` for every layer with a ReLU, in graph
+        order (a layer called more than once gets one scale from all its calls).
+
+    Raises:
+        ValueError: `percentile` outside (0, 100], a model with no ReLU, an
+            already converted model, or NaN/infinite values in `x` or in a
+            layer's activations.
+
+    Example:
+
+    ```python
+    scales = keras_spiking_conv.calibrate(model, x_train[:2000])
+    snn = keras_spiking_conv.convert(
+        model, swap_activations={"relu": "spiking_relu"},
+        scale_firing_rates=scales, readout="mean",
+    )
+    snn.evaluate(keras_spiking_conv.tile_time(x_test, 4), y_test)
+    ```
+    """
+    dt = check_number("dt", dt, owner="calibrate()", positive=True)
+    percentiles = activation_percentiles(
+        model, x, percentile, batch_size=batch_size, seed=seed, verbose=verbose, owner="calibrate()"
+    )
+    scales = {}
+    for name, value in percentiles.items():
+        if value <= 0 or not math.isfinite(1.0 / (value * dt)):
+            raise ValueError(
+                f"calibrate(): layer '{name}' of model '{model.name}' has its {percentile}th "
+                f"activation percentile at {value:g} on `x` (the layer is silent on almost "
+                "every input), so no scale makes it fire. Use a higher `percentile`, more "
+                "or more varied inputs, or give that layer a scale by hand."
+            )
+        scales[name] = 1.0 / (value * dt)
+    return scales

@@ -1,0 +1,141 @@
+"""`quantize_activations()`: a trained model with its ReLUs made conversion-aware (QCFS)."""
+
+import keras
+
+from keras_spiking_conv._validation import check_number
+from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
+from keras_spiking_conv.conversion.cloning import LayerCloner
+from keras_spiking_conv.conversion.converter import is_converted
+from keras_spiking_conv.conversion.errors import check_model
+from keras_spiking_conv.conversion.verify import Trace
+from keras_spiking_conv.latency.calibration import (
+    DEFAULT_PERCENTILE,
+    activation_percentiles,
+    neuron_sites,
+)
+from keras_spiking_conv.layers import QuantizedReLU
+from keras_spiking_conv.layers.quantized_relu import check_levels
+
+# Name of the QuantizedReLU that follows a layer whose own ReLU it replaces.
+SUFFIX = "qrelu"
+
+
+class _Quantizer(LayerCloner):
+    def __init__(self, levels, thresholds, initial_threshold):
+        super().__init__()
+        self.levels = levels
+        self.thresholds = thresholds
+        self.initial_threshold = initial_threshold
+        self.nested = {}
+        self.activations = {}
+
+    def quantized_relu(self, layer, name):
+        """The one `QuantizedReLU` of an original ReLU layer (shared calls share it)."""
+        if id(layer) not in self.activations:
+            self.activations[id(layer)] = QuantizedReLU(
+                levels=self.levels,
+                threshold=self.thresholds.get(layer.name, self.initial_threshold),
+                name=name,
+            )
+        return self.activations[id(layer)]
+
+    def call(self, layer, args, kwargs):
+        if isinstance(layer, keras.Model):
+            if id(layer) not in self.nested:
+                self.nested[id(layer)] = self.model(layer)
+            return self.nested[id(layer)](args[0] if len(args) == 1 else list(args))
+        if layer_activation_key(layer) not in NEURON_KEYS:
+            new = self.clone(layer)
+            outputs = new(*args, **kwargs)
+            self.copy_weights_once(new, layer)
+            return outputs
+        if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+            return self.quantized_relu(layer, layer.name)(args[0])
+        new = self.clone(layer, drop_activation=True)
+        outputs = new(*args, **kwargs)
+        self.copy_weights_once(new, layer)
+        return self.quantized_relu(layer, f"{layer.name}_{SUFFIX}")(outputs)
+
+    def model(self, model):
+        functional = model
+        if isinstance(model, keras.Sequential):
+            functional = keras.Model(model.inputs, model.outputs, name=model.name)
+        return keras.models.clone_model(
+            functional,
+            clone_function=lambda layer: layer,
+            call_function=lambda layer, *args, **kwargs: self.call(layer, args, kwargs),
+        )
+
+
+def quantize_activations(
+    model,
+    levels=8,
+    x=None,
+    percentile=DEFAULT_PERCENTILE,
+    initial_threshold=1.0,
+    batch_size=256,
+):
+    """A copy of a trained model with every ReLU replaced by a `QuantizedReLU`.
+
+    Conversion-aware training (QCFS, Bu et al., ICLR 2022): fine-tune the copy
+    with `compile` and `fit` as usual, then convert it with
+    `swap_activations={QuantizedReLU: "spiking_relu"}`; each neuron's threshold
+    is then its layer's learned threshold, and the spiking network reaches the
+    fine-tuned network's accuracy in about `levels` steps (docs/latency.md).
+
+    Every form of ReLU that `convert` recognises is replaced: a layer's
+    `activation="relu"` (or `keras.activations.relu`, `tf.nn.relu`, ...)
+    becomes the layer without its activation followed by a `QuantizedReLU`
+    named `{layer}_qrelu`; an `Activation("relu")` or plain `ReLU()` layer
+    becomes a `QuantizedReLU` of the same name. Every other layer is copied
+    with its config and weights; nested models are copied the same way. The
+    original model is not changed.
+
+    Args:
+        model: A trained functional or Sequential Keras model (not converted).
+        levels: Quantization levels `L` of every `QuantizedReLU`, an integer
+            `>= 1`: about the number of steps the spiking network will need.
+            Defaults to `8`.
+        x: Example inputs (as `calibrate` takes them) to start each threshold
+            at the `percentile` of its layer's activations. Defaults to `None`
+            (every threshold starts at `initial_threshold`).
+        percentile: See `x`. Defaults to `99.9`.
+        initial_threshold: The starting threshold without `x`, `> 0`.
+            Defaults to `1.0`.
+        batch_size: Batch size for arrays in `x`. Defaults to `256`.
+
+    Returns:
+        A functional `keras.Model` (not compiled), with the original's inputs
+        and outputs.
+
+    Example:
+
+    ```python
+    q = keras_spiking_conv.quantize_activations(model, levels=8, x=x_train[:2000])
+    q.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    q.fit(x_train, y_train, epochs=2)
+    snn = keras_spiking_conv.convert(
+        q, swap_activations={QuantizedReLU: "spiking_relu"}, readout="mean"
+    )
+    ```
+    """
+    owner = "quantize_activations()"
+    levels = check_levels(levels, owner=owner)
+    check_model(model)
+    if is_converted(model):
+        raise ValueError(
+            f"{owner}: model '{model.name}' is already converted (its inputs have a time "
+            "axis). Quantize the original Keras model, fine-tune it, then convert it."
+        )
+    initial_threshold = check_number(
+        "initial_threshold", initial_threshold, owner=owner, positive=True
+    )
+    thresholds = {}
+    if x is not None:
+        thresholds = activation_percentiles(
+            model, x, percentile, batch_size=batch_size, owner=owner
+        )
+        thresholds = {name: value for name, value in thresholds.items() if value > 0}
+    else:
+        neuron_sites(Trace(model), owner)  # a model with no ReLU is an error
+    return _Quantizer(levels, thresholds, initial_threshold).model(model)

@@ -1,0 +1,213 @@
+"""`latency_sweep()`: accuracy and firing rate against the number of timesteps.
+
+One simulation of the longest duration gives every shorter one: a converted
+model is causal (step `t` depends on steps `<= t` only), so the `"mean"`
+readout after `T` steps is the mean of the first `T` outputs, and the `"last"`
+readout the `T`-th output.
+"""
+
+import keras
+import numpy as np
+
+from keras_spiking_conv.conversion.verify import Trace
+from keras_spiking_conv.fused import SpikingModel, fuse, readout_of
+from keras_spiking_conv.latency.calibration import batches, iterate
+from keras_spiking_conv.layers.readout import check_readout
+from keras_spiking_conv.streaming import _check_model
+
+DEFAULT_STEPS = (1, 2, 4, 8, 16, 32)
+
+
+class LatencySweep:
+    """The result of `latency_sweep`.
+
+    Attributes:
+        rows: One dict per duration: `n_steps`, `accuracy` (%) and `rate` (mean
+            firing rate over all neurons and inputs, Hz; with `dt=0.001`,
+            1000 Hz is one spike per step).
+        readout: The readout the accuracies use.
+        n_examples: How many examples were scored.
+    """
+
+    def __init__(self, rows, readout, n_examples):
+        self.rows = rows
+        self.readout = readout
+        self.n_examples = n_examples
+
+    def accuracy(self, n_steps):
+        """The accuracy (%) after `n_steps`."""
+        for row in self.rows:
+            if row["n_steps"] == n_steps:
+                return row["accuracy"]
+        raise KeyError(f"LatencySweep: no row for n_steps={n_steps}; rows: {self.steps}")
+
+    @property
+    def steps(self):
+        return [row["n_steps"] for row in self.rows]
+
+    def steps_within(self, reference, points=0.5):
+        """The smallest number of steps whose accuracy is within `points` of
+        `reference` (%), or None."""
+        for row in self.rows:
+            if row["accuracy"] >= reference - points:
+                return row["n_steps"]
+        return None
+
+    def to_dict(self):
+        return {"readout": self.readout, "n_examples": self.n_examples, "rows": self.rows}
+
+    def table(self):
+        """The sweep as a markdown table."""
+        lines = ["| steps | accuracy % | mean firing rate Hz |", "|---|---|---|"]
+        for row in self.rows:
+            lines.append(f"| {row['n_steps']} | {row['accuracy']:.2f} | {row['rate']:.1f} |")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+
+def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=100, verbose="auto"):
+    """Accuracy and mean firing rate of a converted classifier against timesteps.
+
+    Each input is held constant for `max(steps)` steps (tiled one batch at a
+    time, so the data is never copied whole); the accuracy after `T` steps
+    reads the output out as `readout` does after `T` steps.
+
+    Args:
+        model: A converted model (from `convert`) with one output of class
+            scores; with or without a `readout` of its own (the sweep reads
+            out every duration itself).
+        x: Inputs without a time axis (arrays, a `tf.data.Dataset` or a
+            `keras.utils.PyDataset` of `(x, y)` batches: then `y` is `None`).
+        y: Integer class labels `(n,)` (or one-hot `(n, classes)`), or `None`
+            when `x` yields `(x, y)` batches.
+        steps: Durations to score, increasing positive integers. Defaults to
+            `(1, 2, 4, 8, 16, 32)`.
+        readout: `"mean"` (the mean output over the steps) or `"last"` (the
+            last step's output). Defaults to `"mean"`.
+        batch_size: Batch size for arrays. Defaults to `100`.
+        verbose: `"auto"`/`1` shows a Keras progress bar; `0` none.
+
+    Returns:
+        A `LatencySweep` (rows, `table()`, `steps_within(...)`); plot one or
+        several with `plot_latency`.
+    """
+    owner = "latency_sweep()"
+    _check_model(model, owner)
+    readout = check_readout(readout, owner=owner)
+    if readout is None:
+        raise ValueError(f"{owner}: `readout` must be 'mean' or 'last'. Received: None")
+    steps = sorted({int(t) for t in steps})
+    if not steps or steps[0] < 1:
+        raise ValueError(f"{owner}: `steps` must be positive integers. Received: {steps}")
+    if len(model.outputs) != 1:
+        raise ValueError(
+            f"{owner}: model '{model.name}' has {len(model.outputs)} outputs; the sweep "
+            "scores one output of class scores. Build a model with that output only."
+        )
+    # Every step's output: the model's, before its readout if it has one.
+    output = model.outputs[0]
+    if readout_of(output) is not None:
+        output = readout_of(output).input
+        model = SpikingModel(model.inputs, output, name=f"{model.name}_steps")
+    trace = Trace(model)
+    neurons = [path for path in trace.neurons() if trace.calls[path][0].spiking]
+    probe = fuse(trace.probe_model(neurons, with_outputs=True)) if neurons else model
+    amplitudes = [trace.calls[path][0].amplitude for path in neurons]
+    dt = trace.calls[neurons[0]][0].dt if neurons else None
+    n_steps = steps[-1]
+    index = np.array(steps) - 1
+
+    correct = np.zeros(len(steps))
+    spikes = np.zeros(n_steps)  # mean spike count per neuron, by step, summed over inputs
+    n_neurons = sum(int(np.prod(trace.calls[p][1].shape[2:])) for p in neurons)
+    n_seen = 0
+    source = _labelled(x, batch_size, owner) if y is None else _with_labels(x, y, batch_size, owner)
+    progress = keras.utils.Progbar(None, verbose=1 if verbose == "auto" else verbose)
+    for xb, yb in source:
+        tiled = keras.tree.map_structure(
+            lambda a: np.repeat(np.asarray(a)[:, None], n_steps, axis=1), xb
+        )
+        outs = probe.predict_on_batch(tiled)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        scores = np.asarray(outs[0])
+        if readout == "mean":
+            scores = np.cumsum(scores, axis=1) / np.arange(1, n_steps + 1).reshape(
+                (1, -1) + (1,) * (scores.ndim - 2)
+            )
+        labels = np.asarray(yb)
+        labels = labels.argmax(-1) if labels.ndim > 1 else labels.reshape(-1)
+        predicted = np.argmax(scores[:, index], axis=-1)
+        correct += np.sum(predicted == labels[:, None], axis=0)
+        for activity, amplitude in zip(outs[1:], amplitudes, strict=True):
+            activity = np.asarray(activity)
+            counts = activity.reshape(*activity.shape[:2], -1) * (dt / amplitude)
+            spikes += counts.sum(axis=(0, 2))
+        n_seen += len(labels)
+        progress.add(len(labels))
+    if n_seen == 0:
+        raise ValueError(f"{owner}: `x` holds no examples.")
+    rows = []
+    cumulative = np.cumsum(spikes)
+    for i, t in enumerate(steps):
+        rate = cumulative[t - 1] / (n_seen * max(n_neurons, 1) * t * dt) if neurons else 0.0
+        rows.append({"n_steps": t, "accuracy": 100.0 * correct[i] / n_seen, "rate": float(rate)})
+    return LatencySweep(rows, readout, n_seen)
+
+
+def _labelled(x, batch_size, owner):
+    for batch in iterate(x, batch_size, owner):
+        if not isinstance(batch, tuple) or len(batch) < 2:
+            raise ValueError(
+                f"{owner}: with `y=None`, `x` must yield `(x, y)` batches. Received a "
+                f"batch of type {type(batch).__name__}. Pass the labels as `y`."
+            )
+        yield batch[0], batch[1]
+
+
+def _with_labels(x, y, batch_size, owner):
+    y = np.asarray(y)
+    start = 0
+    for xb in batches(x, batch_size, owner):
+        n = len(keras.tree.flatten(xb)[0])
+        yield xb, y[start : start + n]
+        start += n
+
+
+def plot_latency(sweeps, path, reference=None, title="Accuracy against timesteps"):
+    """Saves accuracy (and mean firing rate) against timesteps as a PNG.
+
+    Args:
+        sweeps: A dict `{label: LatencySweep}` (one curve each).
+        path: The PNG file to write.
+        reference: The original network's accuracy (%), drawn as a line. Optional.
+        title: The figure title.
+
+    Returns:
+        `path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (acc_ax, rate_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, sweep in sweeps.items():
+        t = [r["n_steps"] for r in sweep.rows]
+        acc_ax.plot(t, [r["accuracy"] for r in sweep.rows], marker="o", label=label)
+        rate_ax.plot(t, [r["rate"] for r in sweep.rows], marker="o", label=label)
+    if reference is not None:
+        acc_ax.axhline(reference, color="black", linestyle="--", label="original network")
+    for ax in (acc_ax, rate_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("timesteps")
+        ax.grid(True, alpha=0.3)
+    acc_ax.set_ylabel("accuracy %")
+    rate_ax.set_ylabel("mean firing rate (Hz)")
+    acc_ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,96 @@
+"""The conversion-aware QCFS activation: a ReLU quantized to what a spiking neuron computes."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_spiking_conv import neurons
+from keras_spiking_conv._validation import check_bool, check_number
+
+PACKAGE = "keras_spiking_conv"
+
+# A learned threshold is kept above this (the activation divides by it).
+MIN_THRESHOLD = 1e-3
+
+
+def check_levels(levels, *, owner):
+    """Checks a number of quantization levels: an integer `>= 1`."""
+    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
+        raise ValueError(
+            f"{owner}: Argument `levels` must be an integer >= 1 (the number of timesteps "
+            "whose spike counts the activation mimics; 4-16 is usual). "
+            f"Received: levels={levels!r}"
+        )
+    return int(levels)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantizedReLU(keras.layers.Layer):
+    """ReLU clipped at a learned threshold and quantized to `levels` steps (QCFS).
+
+    `threshold * clip(floor(x * levels / threshold + 1/2) / levels, 0, 1)`, the
+    quantization clip-floor-shift activation of Bu et al. (ICLR 2022), with one
+    learned `threshold` per layer and a straight-through gradient for the floor.
+    A network trained with it converts to integrate-and-fire neurons whose
+    threshold is `threshold` and whose voltage starts at half of it (the
+    converter's default `initial_voltage=0.5`), and reaches its accuracy in
+    about `levels` timesteps. `keras_spiking_conv.quantize_activations` puts
+    it in place of a trained model's ReLUs; `convert(...,
+    swap_activations={QuantizedReLU: "spiking_relu"})` (or `"quantized_relu"`)
+    then makes those neurons spiking with no scale to choose.
+
+    Args:
+        levels: Number of quantization steps, an integer `>= 1`. Defaults to `8`.
+        threshold: Initial threshold (the clip value), `> 0`. Defaults to `1.0`.
+        trainable_threshold: Learn the threshold. Defaults to `True`.
+        **kwargs: Base layer keyword arguments, such as `name`.
+
+    Input shape:
+        Any. Output shape: the same.
+
+    Example:
+
+    >>> layer = QuantizedReLU(levels=4, threshold=2.0)
+    >>> keras.ops.convert_to_numpy(layer(np.array([-1.0, 0.3, 0.8, 1.3, 5.0])))
+    array([0. , 0.5, 1. , 1.5, 2. ], dtype=float32)
+    """
+
+    def __init__(self, levels=8, threshold=1.0, trainable_threshold=True, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"{type(self).__name__} '{self.name}'"
+        self.levels = check_levels(levels, owner=owner)
+        self.initial_threshold = check_number("threshold", threshold, owner=owner, positive=True)
+        self.trainable_threshold = check_bool(
+            "trainable_threshold", trainable_threshold, owner=owner
+        )
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.threshold = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial_threshold),
+            trainable=self.trainable_threshold,
+            constraint=keras.constraints.NonNeg(),
+            name="threshold",
+        )
+        self.built = True
+
+    def threshold_value(self):
+        """The current threshold as a Python float."""
+        return max(float(ops.convert_to_numpy(self.threshold)), MIN_THRESHOLD)
+
+    def call(self, inputs):
+        threshold = ops.maximum(ops.cast(self.threshold, inputs.dtype), MIN_THRESHOLD)
+        return neurons.quantized_relu(inputs, threshold, self.levels)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "levels": self.levels,
+            "threshold": self.initial_threshold,
+            "trainable_threshold": self.trainable_threshold,
+        }
