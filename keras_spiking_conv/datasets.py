@@ -75,3 +75,49 @@ def load_mnist(source="auto", allow_fallback=None):
             stacklevel=2,
         )
         return load_bundled_mnist()
+
+
+# Where Debian's package `dataset-fashion-mnist` puts the Fashion-MNIST IDX files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def read_idx(path):
+    """An IDX file (the MNIST format; gzipped if its name ends in `.gz`) as a NumPy array."""
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError(f"read_idx(): '{path}' is not an IDX file of unsigned bytes.")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist(directory=FASHION_MNIST_DIR):
+    """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017; MIT license) from its IDX files.
+
+    Args:
+        directory: Folder with `train-images-idx3-ubyte.gz` and the other three
+            files (Debian's `dataset-fashion-mnist` installs them in
+            `/usr/share/datasets/fashion-mnist`). Defaults to that folder.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: uint8 images `(60000, 28, 28)`,
+        `(10000, 28, 28)` and uint8 labels, as `keras.datasets.fashion_mnist`.
+    """
+    files = {}
+    for part in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        path = os.path.join(directory, f"{part}-ubyte.gz")
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"load_fashion_mnist(): no '{path}'. Install Debian's package "
+                "`dataset-fashion-mnist`, or pass the folder of the four IDX files as "
+                "`directory`."
+            )
+        files[part] = read_idx(path)
+    return (files["train-images-idx3"], files["train-labels-idx1"]), (
+        files["t10k-images-idx3"],
+        files["t10k-labels-idx1"],
+    )

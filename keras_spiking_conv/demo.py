@@ -120,9 +120,7 @@ def train_quantized(model, x, y, levels=8, epochs=2, batch_size=200, verbose=1):
     99.9th percentile of its activations on the first `CALIBRATION_IMAGES`
     inputs; the copy trains with Adam(0.001), as the base network.
     """
-    quantized = quantize_activations(
-        model, levels=levels, x=x[:CALIBRATION_IMAGES], percentile=99.9
-    )
+    quantized = quantize_activations(model, levels=levels, x=x[:CALIBRATION_IMAGES])
     train_base(quantized, x, y, epochs=epochs, batch_size=batch_size, verbose=verbose)
     return quantized
 

@@ -320,3 +320,20 @@ def test_signed_input_neuron_follows_the_relu_of_the_mean():
     assert neuron.rectify_input is False  # the converter's neurons integrate signed input
     config = neuron.get_config()
     assert ksc.SpikingReLU.from_config(config).rectify_input is False
+
+
+def test_calibrate_sparse_and_silent_layers_warn():
+    inp = keras.Input((2,))
+    sparse = keras.layers.Dense(1, activation="relu", name="sparse")(inp)
+    dead = keras.layers.Dense(1, activation="relu", name="dead")(inp)
+    model = keras.Model(inp, keras.layers.Concatenate()([sparse, dead]))
+    model.get_layer("sparse").set_weights([np.array([[2.0], [0.0]]), np.zeros(1)])
+    model.get_layer("dead").set_weights([np.array([[-1.0], [-1.0]]), np.full(1, -1.0)])
+    x = np.zeros((1000, 2), dtype="float32")
+    x[:5, 0] = 1.0  # the sparse layer fires on 0.5 % of the inputs, at 2.0
+    with pytest.warns(UserWarning) as caught:
+        scales = ksc.calibrate(model, x, percentile=99, dt=0.001)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'sparse'" in messages and "nonzero activations" in messages
+    assert "'dead'" in messages and "silent on every input" in messages
+    assert scales == pytest.approx({"sparse": 1 / (2.0 * 0.001), "dead": 1 / 0.001})

@@ -12,8 +12,8 @@ output stays in the units of the original network: branches that meet (Add,
 Concatenate) stay consistent with no further normalisation.
 """
 
-import math
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -25,7 +25,10 @@ from keras_spiking_conv.conversion.errors import check_model
 from keras_spiking_conv.conversion.verify import Trace
 
 # The percentile `calibrate` uses by default (docs/latency.md: how it was chosen).
-DEFAULT_PERCENTILE = 99.9
+DEFAULT_PERCENTILE = 99.0
+
+# The threshold of a layer that never fires on the calibration data.
+SILENT_THRESHOLD = 1.0
 
 # Activations kept per layer and batch to estimate a percentile (a random sample).
 SAMPLES_PER_BATCH = 100_000
@@ -109,7 +112,9 @@ def activation_percentiles(
 
     Returns:
         A dict `{layer_name: value}` in graph order, over every call of the layer
-        (nested models' layers included).
+        (nested models' layers included). A layer that is zero on more than
+        `percentile`% of its activations gets the percentile of its nonzero
+        ones, and one silent on every input `SILENT_THRESHOLD`, with a warning.
     """
     owner = owner or "activation_percentiles()"
     percentile = check_percentile(percentile, owner=owner)
@@ -158,10 +163,30 @@ def activation_percentiles(
         progress.update(n_batches)
     if n_batches == 0:
         raise ValueError(f"{owner}: `x` gave no batches. Pass at least one input.")
-    return {
-        name: float(np.percentile(np.concatenate([v for p in ps for v in samples[p]]), percentile))
-        for name, ps in sites.items()
-    }
+    values = {}
+    for name, layer_paths in sites.items():
+        pooled = np.concatenate([v for path in layer_paths for v in samples[path]])
+        values[name] = float(np.percentile(pooled, percentile))
+        if values[name] > 0:
+            continue
+        positive = pooled[pooled > 0]
+        if positive.size:
+            warnings.warn(
+                f"{owner}: layer '{name}' of model '{model.name}' is zero on more than "
+                f"{percentile}% of its activations on `x`; using the {percentile}th percentile "
+                f"of its nonzero activations ({positive.size} values) instead.",
+                stacklevel=3,
+            )
+            values[name] = float(np.percentile(positive, percentile))
+        else:
+            warnings.warn(
+                f"{owner}: layer '{name}' of model '{model.name}' is silent on every input of "
+                f"`x`; its threshold is set to {SILENT_THRESHOLD} (the original units). Give "
+                "it a value by hand, or calibrate on inputs that make it fire.",
+                stacklevel=3,
+            )
+            values[name] = SILENT_THRESHOLD
+    return values
 
 
 def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256, seed=0, verbose=0):
@@ -186,7 +211,7 @@ def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256,
             batch is `(x, y, ...)` and its `x` is used), or an iterable of
             batches. A few thousand training examples are plenty.
         percentile: Percentile of the activations that fires one spike per
-            step, in (0, 100]; `100` is the maximum. Defaults to `99.9`
+            step, in (0, 100]; `100` is the maximum. Defaults to `99`
             (chosen on MNIST and checked on Fashion-MNIST: docs/latency.md).
         dt: The simulation timestep `convert` will use. Defaults to `0.001`.
         batch_size: Batch size for arrays. Defaults to `256`.
@@ -204,6 +229,10 @@ def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256,
             already converted model, or NaN/infinite values in `x` or in a
             layer's activations.
 
+    A layer that is zero on more than `percentile`% of its activations is
+    calibrated on its nonzero activations instead, and a layer silent on all
+    of `x` gets threshold 1 (scale `1 / dt`); both with a warning.
+
     Example:
 
     ```python
@@ -219,14 +248,5 @@ def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256,
     percentiles = activation_percentiles(
         model, x, percentile, batch_size=batch_size, seed=seed, verbose=verbose, owner="calibrate()"
     )
-    scales = {}
-    for name, value in percentiles.items():
-        if value <= 0 or not math.isfinite(1.0 / (value * dt)):
-            raise ValueError(
-                f"calibrate(): layer '{name}' of model '{model.name}' has its {percentile}th "
-                f"activation percentile at {value:g} on `x` (the layer is silent on almost "
-                "every input), so no scale makes it fire. Use a higher `percentile`, more "
-                "or more varied inputs, or give that layer a scale by hand."
-            )
-        scales[name] = 1.0 / (value * dt)
+    scales = {name: 1.0 / (value * dt) for name, value in percentiles.items()}
     return scales

@@ -8,11 +8,7 @@ from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.converter import is_converted
 from keras_spiking_conv.conversion.errors import check_model
 from keras_spiking_conv.conversion.verify import Trace
-from keras_spiking_conv.latency.calibration import (
-    DEFAULT_PERCENTILE,
-    activation_percentiles,
-    neuron_sites,
-)
+from keras_spiking_conv.latency.calibration import activation_percentiles, neuron_sites
 from keras_spiking_conv.layers import QuantizedReLU
 from keras_spiking_conv.layers.quantized_relu import check_levels
 
@@ -71,7 +67,7 @@ def quantize_activations(
     model,
     levels=8,
     x=None,
-    percentile=DEFAULT_PERCENTILE,
+    percentile=99.9,
     initial_threshold=1.0,
     batch_size=256,
 ):
@@ -99,7 +95,8 @@ def quantize_activations(
         x: Example inputs (as `calibrate` takes them) to start each threshold
             at the `percentile` of its layer's activations. Defaults to `None`
             (every threshold starts at `initial_threshold`).
-        percentile: See `x`. Defaults to `99.9`.
+        percentile: See `x`. Defaults to `99.9` (a threshold that clips few
+            activations; training then moves it).
         initial_threshold: The starting threshold without `x`, `> 0`.
             Defaults to `1.0`.
         batch_size: Batch size for arrays in `x`. Defaults to `256`.
@@ -135,7 +132,6 @@ def quantize_activations(
         thresholds = activation_percentiles(
             model, x, percentile, batch_size=batch_size, owner=owner
         )
-        thresholds = {name: value for name, value in thresholds.items() if value > 0}
     else:
         neuron_sites(Trace(model), owner)  # a model with no ReLU is an error
     return _Quantizer(levels, thresholds, initial_threshold).model(model)
