@@ -495,3 +495,25 @@ def test_keras_file_round_trip_with_every_option(tmp_path):
     loaded_readout = loaded.get_layer("readout_synapse")
     assert loaded_readout.trainable_tau
     assert [w.name for w in loaded_readout.trainable_weights] == ["tau"]
+
+
+@pytest.mark.tensorflow_only
+def test_readout_model_exports_the_readout_and_steps(spiking_net, tmp_path):
+    """`sequence` applies the readout; `step` returns each step's output before it."""
+    import tensorflow as tf
+
+    snn = ksc.convert(spiking_net, swap_activations={"relu": "spiking_relu"}, readout="mean")
+    ksc.export(snn, tmp_path / "snn")
+    served = tf.saved_model.load(str(tmp_path / "snn"))
+    name, out = snn.inputs[0].name, snn.output_names[0]
+    x = _data()
+    sequence = served.signatures["sequence"](**{name: tf.constant(x)})[out].numpy()
+    assert sequence.shape == (2, 10)
+    np.testing.assert_allclose(sequence, _run(snn, x), rtol=1e-5, atol=1e-6)
+    state = served.signatures["initial_state"](batch_size=tf.constant(2))
+    steps = []
+    for t in range(N_STEPS):
+        result = served.signatures["step"](**{name: tf.constant(x[:, t])}, **state)
+        steps.append(result.pop(out).numpy())
+        state = result
+    np.testing.assert_allclose(np.mean(steps, axis=0), sequence, rtol=1e-5, atol=1e-5)

@@ -208,7 +208,12 @@ def test_calibrate_scales_are_percentiles():
     from_iterable = ksc.calibrate(
         model, ((x[i : i + 100], None) for i in range(0, 300, 100)), 99.0, dt=0.002
     )
-    for other in (from_dataset, from_iterable):
+    import tensorflow as tf  # tf.data feeds every backend
+
+    from_tf_data = ksc.calibrate(
+        model, tf.data.Dataset.from_tensor_slices((x, np.zeros(300))).batch(100), 99.0, dt=0.002
+    )
+    for other in (from_dataset, from_iterable, from_tf_data):
         assert other == pytest.approx(scales, rel=1e-4)
 
 

@@ -158,6 +158,24 @@ def test_workflow_effects_hold(mnist, trained):
     )
 
 
+def test_low_latency_workflow(mnist, trained):
+    """Calibrated scales and quantization-aware fine-tuning reach the rate network in a
+    few steps, where the tutorial's hand tuning needs 30 (docs/latency.md)."""
+    x_train, y_train, x_test, y_test = mnist
+    rate = demo.run_network(trained, x_test, y_test, spiking=False, n_steps=1)["accuracy"]
+    scales = ksc.calibrate(trained, x_train[:1000])
+    relu = demo.relu_function()
+    calibrated = ksc.convert(
+        trained, swap_activations={relu: "spiking_relu"}, scale_firing_rates=scales
+    )
+    sweep = ksc.latency_sweep(calibrated, x_test, y_test, steps=(1, 8), verbose=0)
+    assert sweep.accuracy(8) >= rate - 2
+    assert sweep.accuracy(1) < sweep.accuracy(8)
+    quantized = demo.train_quantized(trained, x_train, y_train, epochs=1, verbose=0)
+    snn = ksc.convert(quantized, swap_activations={ksc.QuantizedReLU: "spiking_relu"})
+    assert ksc.latency_sweep(snn, x_test, y_test, steps=(4,), verbose=0).accuracy(4) >= rate - 2
+
+
 def test_regularized_training_moves_rates_and_converts(mnist, trained):
     x_train, y_train, x_test, y_test = mnist
     before = firing_rates(
@@ -201,6 +219,8 @@ def test_demo_cli_prints_every_row(tmp_path):
             "--epochs",
             "1",
             "--regularized-epochs",
+            "1",
+            "--quantized-epochs",
             "1",
             "--test-images",
             "20",

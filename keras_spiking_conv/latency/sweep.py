@@ -199,8 +199,10 @@ def plot_latency(sweeps, path, reference=None, title="Accuracy against timesteps
         rate_ax.plot(t, [r["rate"] for r in sweep.rows], marker="o", label=label)
     if reference is not None:
         acc_ax.axhline(reference, color="black", linestyle="--", label="original network")
+    ticks = sorted({r["n_steps"] for sweep in sweeps.values() for r in sweep.rows})
     for ax in (acc_ax, rate_ax):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("timesteps")
         ax.grid(True, alpha=0.3)
     acc_ax.set_ylabel("accuracy %")
