@@ -7,7 +7,8 @@ T = 1, 2, 4, 8, 16, 32 for
 - quantization-aware fine-tuning (`quantize_activations`, L = 8, 2 epochs; mean readout).
 
 Usage:
-    python benchmarks/latency.py --data mnist --seeds 0 1 2 --percentiles 99 99.9 99.99
+    python benchmarks/latency.py --data mnist --seeds 0 1 2 --percentiles 99 99.9 99.99 \
+        --granularity channel layer
     python benchmarks/latency.py --data fashion --seeds 0 1 2
     python benchmarks/latency.py --throughput     # images/s at rate-equal accuracy
 
@@ -49,7 +50,7 @@ def load(data):
     )
 
 
-def run_seed(data, seed, percentiles):
+def run_seed(data, seed, percentiles, granularities):
     (xtr, ytr), (xte, yte) = load(data)
     keras.utils.clear_session()
     model = demo.build_model(seed)
@@ -62,9 +63,13 @@ def run_seed(data, seed, percentiles):
         tutorial, xte, yte, STEPS, readout="last", verbose=0
     )
     for p in percentiles:
-        scales = ksc.calibrate(model, xtr[:2000], percentile=p)
-        snn = ksc.convert(model, swap_activations=spiking, scale_firing_rates=scales)
-        sweeps[f"calibrated p{p:g} (mean)"] = ksc.latency_sweep(snn, xte, yte, STEPS, verbose=0)
+        for granularity in granularities:
+            per_channel = granularity == "channel"
+            scales = ksc.calibrate(model, xtr[:2000], percentile=p, per_channel=per_channel)
+            snn = ksc.convert(model, swap_activations=spiking, scale_firing_rates=scales)
+            sweeps[f"calibrated p{p:g} per {granularity} (mean)"] = ksc.latency_sweep(
+                snn, xte, yte, STEPS, verbose=0
+            )
     quantized = demo.train_quantized(model, xtr, ytr, levels=8, epochs=2, verbose=0)
     q_ann = 100 * float(np.mean(quantized.predict(xte, verbose=0).argmax(-1) == yte))
     snn = ksc.convert(quantized, swap_activations={ksc.QuantizedReLU: "spiking_relu"})
@@ -151,6 +156,13 @@ def main():
     parser.add_argument(
         "--percentiles", type=float, nargs="+", default=[ksc.latency.DEFAULT_PERCENTILE]
     )
+    parser.add_argument(
+        "--granularity",
+        nargs="+",
+        choices=("channel", "layer"),
+        default=["channel" if ksc.latency.DEFAULT_PER_CHANNEL else "layer"],
+        help="calibrate per channel, per layer, or both (default: the package default)",
+    )
     parser.add_argument("--throughput", action="store_true", help=throughput.__doc__)
     args = parser.parse_args()
     if args.throughput:
@@ -158,7 +170,7 @@ def main():
     results = []
     for seed in args.seeds:
         start = time.perf_counter()
-        ann, q_ann, sweeps = run_seed(args.data, seed, args.percentiles)
+        ann, q_ann, sweeps = run_seed(args.data, seed, args.percentiles, args.granularity)
         results.append(
             {
                 "seed": seed,

@@ -191,10 +191,14 @@ def test_quantize_activations_thresholds_from_data():
 def test_calibrate_scales_are_percentiles():
     model = small_convnet()
     x = np.random.default_rng(0).uniform(0, 1, (300, 8, 8, 1)).astype("float32")
-    scales = ksc.calibrate(model, x, percentile=99.0, dt=0.002, batch_size=64)
+    scales = ksc.calibrate(model, x, percentile=99.0, per_channel=False, dt=0.002, batch_size=64)
     assert list(scales) == ["conv", "relu"]
     conv = keras.Model(model.inputs, model.get_layer("conv").output).predict(x, verbose=0)
     assert scales["conv"] == pytest.approx(1 / (np.percentile(conv, 99.0) * 0.002), rel=1e-4)
+    # One scale per channel (the default): each channel's own percentile.
+    channels = ksc.calibrate(model, x, percentile=99.0, dt=0.002)["conv"]
+    expected = 1 / (np.percentile(conv.reshape(-1, 4), 99.0, axis=0) * 0.002)
+    assert channels == pytest.approx(tuple(expected), rel=1e-4)
     # The same from a tf.data-like iterable of (x, y) batches and from a PyDataset.
 
     class Batches(keras.utils.PyDataset):
@@ -204,14 +208,15 @@ def test_calibrate_scales_are_percentiles():
         def __getitem__(self, i):
             return x[i * 100 : (i + 1) * 100], np.zeros(100)
 
-    from_dataset = ksc.calibrate(model, Batches(), percentile=99.0, dt=0.002)
+    kwargs = dict(percentile=99.0, per_channel=False, dt=0.002)
+    from_dataset = ksc.calibrate(model, Batches(), **kwargs)
     from_iterable = ksc.calibrate(
-        model, ((x[i : i + 100], None) for i in range(0, 300, 100)), 99.0, dt=0.002
+        model, ((x[i : i + 100], None) for i in range(0, 300, 100)), **kwargs
     )
     import tensorflow as tf  # tf.data feeds every backend
 
     from_tf_data = ksc.calibrate(
-        model, tf.data.Dataset.from_tensor_slices((x, np.zeros(300))).batch(100), 99.0, dt=0.002
+        model, tf.data.Dataset.from_tensor_slices((x, np.zeros(300))).batch(100), **kwargs
     )
     for other in (from_dataset, from_iterable, from_tf_data):
         assert other == pytest.approx(scales, rel=1e-4)
@@ -244,7 +249,7 @@ def test_calibration_is_consistent_where_branches_meet():
     model.get_layer("big").set_weights([np.full((6, 8), 10.0), np.zeros(8)])
     x = np.random.default_rng(0).uniform(0, 1, (100, 6)).astype("float32")
     scales = ksc.calibrate(model, x)
-    assert scales["small"] > 20 * scales["big"]
+    assert min(scales["small"]) > 20 * max(scales["big"])  # per channel by default
     snn = ksc.convert(model, swap_activations=SPIKING, scale_firing_rates=scales, readout="mean")
     expected = model.predict(x, verbose=0)
     got = snn.predict(ksc.tile_time(x, 32), verbose=0)
@@ -337,8 +342,26 @@ def test_calibrate_sparse_and_silent_layers_warn():
     x = np.zeros((1000, 2), dtype="float32")
     x[:5, 0] = 1.0  # the sparse layer fires on 0.5 % of the inputs, at 2.0
     with pytest.warns(UserWarning) as caught:
-        scales = ksc.calibrate(model, x, percentile=99, dt=0.001)
+        scales = ksc.calibrate(model, x, percentile=99, per_channel=False, dt=0.001)
     messages = " ".join(str(w.message) for w in caught)
     assert "'sparse'" in messages and "nonzero activations" in messages
     assert "'dead'" in messages and "silent on every input" in messages
     assert scales == pytest.approx({"sparse": 1 / (2.0 * 0.001), "dead": 1 / 0.001})
+
+
+def test_per_channel_scales_convert_save_and_check_their_length(tmp_path):
+    model = small_convnet()
+    x = np.random.default_rng(0).uniform(0, 1, (40, 8, 8, 1)).astype("float32")
+    scales = ksc.calibrate(model, x)
+    assert len(scales["conv"]) == 4 and len(scales["relu"]) == 6
+    converter = ksc.Converter(
+        model, swap_activations=SPIKING, scale_firing_rates=scales, readout="mean"
+    )
+    assert "(per channel)" in str(converter.report)
+    snn = converter.model
+    snn.save(tmp_path / "snn.keras")
+    loaded = keras.models.load_model(tmp_path / "snn.keras")
+    tiled = ksc.tile_time(x, 8)
+    np.testing.assert_allclose(loaded.predict(tiled, verbose=0), snn.predict(tiled, verbose=0))
+    with pytest.raises(ValueError, match="'conv_scale' has 3 per-channel scales.*4 channels"):
+        ksc.convert(model, swap_activations=SPIKING, scale_firing_rates={"conv": (1000.0,) * 3})

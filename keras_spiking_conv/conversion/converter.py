@@ -17,7 +17,12 @@ import warnings
 import keras
 import numpy as np
 
-from keras_spiking_conv._validation import check_initial_voltage, check_number, check_seed
+from keras_spiking_conv._validation import (
+    check_initial_voltage,
+    check_number,
+    check_positive_values,
+    check_seed,
+)
 from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-in rules)
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner
@@ -90,7 +95,7 @@ class Options:
             "scale_firing_rates",
             scale_firing_rates,
             1.0,
-            check=functools.partial(check_number, "scale_firing_rates", positive=True),
+            check=functools.partial(check_positive_values, "scale_firing_rates"),
         )
         self.synapse = self._per_layer("synapse", synapse, None, check=_synapse_template)
         self.regularizer = self._per_layer("activity_regularizer", activity_regularizer, None)
@@ -316,7 +321,7 @@ class ConversionContext(LayerCloner):
             spiking, template = o.swap[key][1]
         scale = o.lookup(o.scale, source)
         if threshold is not None and spiking:
-            scale = scale / (threshold * o.dt)
+            scale = _times(scale, 1.0 / (threshold * o.dt))
         synapse = o.lookup(o.synapse, source)
         regularizer = o.lookup(o.regularizer, source)
         if regularizer is not None:
@@ -357,6 +362,13 @@ class ConversionContext(LayerCloner):
 
     def record(self, layer, **info):
         self.report.add_layer(layer, **info)
+
+
+def _times(scale, factor):
+    """A scale (one, or a tuple per channel) times a number."""
+    if isinstance(scale, tuple):
+        return tuple(s * factor for s in scale)
+    return scale * factor
 
 
 def _time_averaged(regularizer):
@@ -532,7 +544,8 @@ def convert(model, **kwargs):
             is `scale_firing_rates / (threshold * dt)`, one spike per step at
             the threshold. Defaults to `None` (every activation stays as it is).
         scale_firing_rates: A float `> 0` for every neuron, or a dict mapping
-            original layers (objects or names) to floats: the neuron input is
+            original layers (objects or names) to floats or to per-channel
+            sequences (as `calibrate` returns them): the neuron input is
             multiplied by it and its output divided by it. Defaults to `None` (1).
         synapse: `None`, a low-pass time constant in seconds for every neuron
             output, a configured `LowpassSynapse` (its `tau`, `trainable_tau`

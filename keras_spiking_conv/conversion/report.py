@@ -64,8 +64,11 @@ class ConversionReport:
             block = self._blocks[source][-1]
             row["spiking"] = block["spiking"]
             parts = ["spiking ReLU" if block["spiking"] else "rate ReLU"]
-            if block["scale"] != 1.0:
-                parts.append(f"scale {block['scale']:g}")
+            scale = block["scale"]
+            if isinstance(scale, tuple):
+                parts.append(f"scale {min(scale):g}-{max(scale):g} (per channel)")
+            elif scale != 1.0:
+                parts.append(f"scale {scale:g}")
             if block["synapse"] is not None:
                 parts.append(_synapse_note(block["synapse"]))
             row["note"] = ", ".join(parts) + f" ({block['neuron']})"

@@ -1,6 +1,7 @@
 """Low latency: calibrated scales, conversion-aware (quantized) training, latency sweeps."""
 
 from keras_spiking_conv.latency.calibration import (
+    DEFAULT_PER_CHANNEL,
     DEFAULT_PERCENTILE,
     activation_percentiles,
     calibrate,
@@ -9,6 +10,7 @@ from keras_spiking_conv.latency.quantization import quantize_activations
 from keras_spiking_conv.latency.sweep import LatencySweep, latency_sweep, plot_latency
 
 __all__ = [
+    "DEFAULT_PER_CHANNEL",
     "DEFAULT_PERCENTILE",
     "LatencySweep",
     "activation_percentiles",

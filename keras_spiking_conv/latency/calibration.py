@@ -18,7 +18,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_spiking_conv._validation import check_number
+from keras_spiking_conv._validation import check_bool, check_number
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
 from keras_spiking_conv.conversion.converter import is_converted
 from keras_spiking_conv.conversion.errors import check_model
@@ -29,6 +29,9 @@ DEFAULT_PERCENTILE = 99.0
 
 # The threshold of a layer that never fires on the calibration data.
 SILENT_THRESHOLD = 1.0
+
+# Whether `calibrate` gives one scale per channel by default (docs/latency.md).
+DEFAULT_PER_CHANNEL = True
 
 # Activations kept per layer and batch to estimate a percentile (a random sample).
 SAMPLES_PER_BATCH = 100_000
@@ -97,7 +100,14 @@ def batches(x, batch_size, owner):
 
 
 def activation_percentiles(
-    model, x, percentile=DEFAULT_PERCENTILE, batch_size=256, seed=0, verbose=0, owner=None
+    model,
+    x,
+    percentile=DEFAULT_PERCENTILE,
+    per_channel=False,
+    batch_size=256,
+    seed=0,
+    verbose=0,
+    owner=None,
 ):
     """The `percentile` of each ReLU layer's activations on inputs `x`.
 
@@ -105,14 +115,17 @@ def activation_percentiles(
         model: The original (non-converted) functional or Sequential model.
         x: Example inputs without a time axis (see `calibrate`).
         percentile: In (0, 100]. Defaults to `DEFAULT_PERCENTILE`.
+        per_channel: One value per channel (the last axis) instead of one per
+            layer. Defaults to `False`.
         batch_size: Batch size for arrays. Defaults to `256`.
         seed: Seed of the sample of activations a percentile is estimated from.
         verbose: Show a progress bar (one step per batch). Defaults to `0`.
         owner: Name of the calling function, for errors.
 
     Returns:
-        A dict `{layer_name: value}` in graph order, over every call of the layer
-        (nested models' layers included). A layer that is zero on more than
+        A dict `{layer_name: value}` (a float, or with `per_channel` a tuple of
+        floats) in graph order, over every call of the layer (nested models'
+        layers included). A layer that is zero on more than
         `percentile`% of its activations gets the percentile of its nonzero
         ones, and one silent on every input `SILENT_THRESHOLD`, with a warning.
     """
@@ -124,12 +137,15 @@ def activation_percentiles(
             f"{owner}: model '{model.name}' is already converted (its inputs have a time "
             "axis). Calibrate the original Keras model, then convert it with the scales."
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(
-            f"{owner}: `batch_size` must be a positive integer. Received: {batch_size!r}"
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"{owner}: Argument `batch_size` must be a positive integer. "
+            f"Received: batch_size={batch_size!r}"
         )
-    if batch_size < 1:
-        raise ValueError(f"{owner}: `batch_size` must be >= 1. Received: batch_size={batch_size}")
     trace = Trace(model)
     sites = neuron_sites(trace, owner)
     paths = [path for layer_paths in sites.values() for path in layer_paths]
@@ -149,15 +165,16 @@ def activation_percentiles(
         outputs = probe(batch, training=False)
         outputs = [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(outputs)]
         for path, values in zip(paths, outputs, strict=True):
-            values = values.reshape(-1)
+            values = values.reshape(-1, values.shape[-1])  # (positions, channels)
             if not np.all(np.isfinite(values)):
                 raise ValueError(
                     f"{owner}: layer '{path}' ({type(trace.calls[path][0]).__name__}) of model "
                     f"'{model.name}' gives NaN or infinite activations on batch {i} of `x`. "
                     "Check the model's weights and the inputs' scale."
                 )
-            if values.size > SAMPLES_PER_BATCH:
-                values = rng.choice(values, SAMPLES_PER_BATCH, replace=False)
+            rows = max(1, SAMPLES_PER_BATCH // values.shape[1])
+            if len(values) > rows:
+                values = values[rng.choice(len(values), rows, replace=False)]
             samples[path].append(values.astype("float32"))
         n_batches += 1
         progress.update(n_batches)
@@ -166,35 +183,54 @@ def activation_percentiles(
     values = {}
     for name, layer_paths in sites.items():
         pooled = np.concatenate([v for path in layer_paths for v in samples[path]])
-        values[name] = float(np.percentile(pooled, percentile))
-        if values[name] > 0:
-            continue
+        values[name] = _layer_percentile(pooled, percentile, name, model, owner)
+        if per_channel:
+            channels = np.percentile(pooled, percentile, axis=0)
+            # A channel silent on more than `percentile`% of `x` takes the layer's value.
+            values[name] = tuple(float(c) if c > 0 else values[name] for c in channels)
+    return values
+
+
+def _layer_percentile(pooled, percentile, name, model, owner):
+    """The percentile of a layer's activations, with the sparse and silent fallbacks."""
+    value = float(np.percentile(pooled, percentile))
+    if value <= 0:
         positive = pooled[pooled > 0]
         if positive.size:
             warnings.warn(
                 f"{owner}: layer '{name}' of model '{model.name}' is zero on more than "
                 f"{percentile}% of its activations on `x`; using the {percentile}th percentile "
                 f"of its nonzero activations ({positive.size} values) instead.",
-                stacklevel=3,
+                stacklevel=4,
             )
-            values[name] = float(np.percentile(positive, percentile))
+            value = float(np.percentile(positive, percentile))
         else:
             warnings.warn(
                 f"{owner}: layer '{name}' of model '{model.name}' is silent on every input of "
                 f"`x`; its threshold is set to {SILENT_THRESHOLD} (the original units). Give "
                 "it a value by hand, or calibrate on inputs that make it fire.",
-                stacklevel=3,
+                stacklevel=4,
             )
-            values[name] = SILENT_THRESHOLD
-    return values
+            value = SILENT_THRESHOLD
+    return value
 
 
-def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256, seed=0, verbose=0):
+def calibrate(
+    model,
+    x,
+    percentile=DEFAULT_PERCENTILE,
+    per_channel=DEFAULT_PER_CHANNEL,
+    dt=0.001,
+    batch_size=256,
+    seed=0,
+    verbose=0,
+):
     """Firing-rate scales for every ReLU layer of `model`, from example data.
 
     For each layer whose ReLU `convert` turns into a neuron, the scale is
-    `1 / (p * dt)`, where `p` is the `percentile` of the layer's activations
-    on `x`: a neuron whose activation is `p` fires about one spike per step.
+    `1 / (p * dt)`, where `p` is the `percentile` of the activations of each
+    channel of the layer (or of the whole layer) on `x`: a neuron whose
+    activation is `p` fires about one spike per step.
     Pass the result to `convert(..., scale_firing_rates=...)` as it is, with
     the same `dt`; with the converter's default initial voltage (half the
     threshold) the spiking network reaches the original's accuracy in a few
@@ -213,6 +249,11 @@ def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256,
         percentile: Percentile of the activations that fires one spike per
             step, in (0, 100]; `100` is the maximum. Defaults to `99`
             (chosen on MNIST and checked on Fashion-MNIST: docs/latency.md).
+        per_channel: One scale per channel (the last axis: a Dense layer's
+            units, a channels-last convolution's filters) instead of one per
+            layer: each channel's activations are coded with the resolution
+            its own range needs. A channel that is zero on more than
+            `percentile`% of `x` gets the layer's scale. Defaults to `True`.
         dt: The simulation timestep `convert` will use. Defaults to `0.001`.
         batch_size: Batch size for arrays. Defaults to `256`.
         seed: Seed of the random sample of activations a percentile is
@@ -222,7 +263,8 @@ def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256,
 
     Returns:
         A dict `{layer_name: scale}` for every layer with a ReLU, in graph
-        order (a layer called more than once gets one scale from all its calls).
+        order (a layer called more than once gets one scale from all its
+        calls); a scale is a tuple with one value per channel if `per_channel`.
 
     Raises:
         ValueError: `percentile` outside (0, 100], a model with no ReLU, an
@@ -246,7 +288,18 @@ def calibrate(model, x, percentile=DEFAULT_PERCENTILE, dt=0.001, batch_size=256,
     """
     dt = check_number("dt", dt, owner="calibrate()", positive=True)
     percentiles = activation_percentiles(
-        model, x, percentile, batch_size=batch_size, seed=seed, verbose=verbose, owner="calibrate()"
+        model,
+        x,
+        percentile,
+        per_channel=check_bool("per_channel", per_channel, owner="calibrate()"),
+        batch_size=batch_size,
+        seed=seed,
+        verbose=verbose,
+        owner="calibrate()",
     )
-    scales = {name: 1.0 / (value * dt) for name, value in percentiles.items()}
-    return scales
+    return {
+        name: tuple(1.0 / (v * dt) for v in value)
+        if isinstance(value, tuple)
+        else 1.0 / (value * dt)
+        for name, value in percentiles.items()
+    }
