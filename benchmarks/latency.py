@@ -42,19 +42,25 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = (1, 2, 4, 8, 16, 32)
 
 
-def load(data):
+# How the ANN is trained: the demo's (NengoDL's tutorial: raw pixels, 2 epochs) or the
+# reference experiment's of shared/design/LATENCY.md (pixels / 255, 4 epochs).
+RECIPES = {"tutorial": (1.0, 2), "reference": (1 / 255, 4)}
+
+
+def load(data, recipe="tutorial"):
     (xtr, ytr), (xte, yte) = load_bundled_mnist() if data == "mnist" else load_fashion_mnist()
-    return (demo.prepare(xtr[:8000]), np.asarray(ytr[:8000])), (
-        demo.prepare(xte[:2000]),
+    factor = RECIPES[recipe][0]
+    return (demo.prepare(xtr[:8000]) * factor, np.asarray(ytr[:8000])), (
+        demo.prepare(xte[:2000]) * factor,
         np.asarray(yte[:2000]),
     )
 
 
-def run_seed(data, seed, percentiles, granularities):
-    (xtr, ytr), (xte, yte) = load(data)
+def run_seed(data, seed, percentiles, granularities, recipe="tutorial"):
+    (xtr, ytr), (xte, yte) = load(data, recipe)
     keras.utils.clear_session()
     model = demo.build_model(seed)
-    demo.train_base(model, xtr, ytr, epochs=2, verbose=0)
+    demo.train_base(model, xtr, ytr, epochs=RECIPES[recipe][1], verbose=0)
     ann = 100 * float(np.mean(model.predict(xte, verbose=0).argmax(-1) == yte))
     spiking = {demo.relu_function(): "spiking_relu"}
     sweeps = {}
@@ -163,14 +169,25 @@ def main():
         default=["channel" if ksc.latency.DEFAULT_PER_CHANNEL else "layer"],
         help="calibrate per channel, per layer, or both (default: the package default)",
     )
+    parser.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default="tutorial",
+        help="ANN training: the demo's (raw pixels, 2 epochs) or LATENCY.md's (/255, 4 epochs)",
+    )
     parser.add_argument("--throughput", action="store_true", help=throughput.__doc__)
+    parser.add_argument("--plot", metavar="JSON", help="only draw the plot of a results file")
     args = parser.parse_args()
     if args.throughput:
         return throughput()
+    if args.plot:
+        return plot(args.plot)
     results = []
     for seed in args.seeds:
         start = time.perf_counter()
-        ann, q_ann, sweeps = run_seed(args.data, seed, args.percentiles, args.granularity)
+        ann, q_ann, sweeps = run_seed(
+            args.data, seed, args.percentiles, args.granularity, args.recipe
+        )
         results.append(
             {
                 "seed": seed,
@@ -185,21 +202,33 @@ def main():
         )
         for label, sweep in sweeps.items():
             print(f"  {label}: " + ", ".join(f"{r['accuracy']:.2f}" for r in sweep.rows))
-    print(f"\n{args.data}, mean over seeds {args.seeds}, 2,000 test images:\n")
+    name = args.data if args.recipe == "tutorial" else f"{args.data}_{args.recipe}"
+    print(f"\n{name}, mean over seeds {args.seeds}, 2,000 test images:\n")
     print(table(results))
-    out = ROOT / "benchmarks" / "results" / "latency" / f"{args.data}.json"
+    out = ROOT / "benchmarks" / "results" / "latency" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"data": args.data, "seeds": args.seeds, "runs": results}, indent=1))
-    first = results[0]
+    document = {"data": args.data, "recipe": args.recipe, "seeds": args.seeds, "runs": results}
+    out.write_text(json.dumps(document, indent=1))
+    plot(out)
+
+
+def plot(path):
+    """docs/latency_{name}.png from a results file: the first seed's sweeps."""
+    document = json.loads(pathlib.Path(path).read_text())
+    first = document["runs"][0]
     sweeps = {
         k: ksc.LatencySweep(v["rows"], v["readout"], v["n_examples"])
         for k, v in first["sweeps"].items()
     }
+    recipe = document.get("recipe", "tutorial")
+    name = pathlib.Path(path).stem
+    inputs = "raw pixels, 2 epochs" if recipe == "tutorial" else "pixels / 255, 4 epochs"
     ksc.plot_latency(
         sweeps,
-        ROOT / "docs" / f"latency_{args.data}.png",
+        ROOT / "docs" / f"latency_{name}.png",
         reference=first["ann"],
-        title=f"{args.data}: accuracy and firing rate against timesteps (seed {first['seed']})",
+        title=f"{document['data']} ({inputs}), seed {first['seed']}: accuracy and firing rate "
+        "against timesteps",
     )
 
 

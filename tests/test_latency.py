@@ -195,10 +195,12 @@ def test_calibrate_scales_are_percentiles():
     assert list(scales) == ["conv", "relu"]
     conv = keras.Model(model.inputs, model.get_layer("conv").output).predict(x, verbose=0)
     assert scales["conv"] == pytest.approx(1 / (np.percentile(conv, 99.0) * 0.002), rel=1e-4)
-    # One scale per channel (the default): each channel's own percentile.
+    # One scale per channel (the default): each channel's own percentile, at least 1 % of
+    # the layer's.
     channels = ksc.calibrate(model, x, percentile=99.0, dt=0.002)["conv"]
-    expected = 1 / (np.percentile(conv.reshape(-1, 4), 99.0, axis=0) * 0.002)
-    assert channels == pytest.approx(tuple(expected), rel=1e-4)
+    layer = np.percentile(conv, 99.0)
+    per_channel = np.maximum(np.percentile(conv.reshape(-1, 4), 99.0, axis=0), 0.01 * layer)
+    assert channels == pytest.approx(tuple(1 / (per_channel * 0.002)), rel=1e-4)
     # The same from a tf.data-like iterable of (x, y) batches and from a PyDataset.
 
     class Batches(keras.utils.PyDataset):

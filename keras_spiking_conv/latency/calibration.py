@@ -33,6 +33,9 @@ SILENT_THRESHOLD = 1.0
 # Whether `calibrate` gives one scale per channel by default (docs/latency.md).
 DEFAULT_PER_CHANNEL = True
 
+# A channel's value is at least this fraction of its layer's (with `per_channel`).
+MIN_CHANNEL_FRACTION = 0.01
+
 # Activations kept per layer and batch to estimate a percentile (a random sample).
 SAMPLES_PER_BATCH = 100_000
 
@@ -46,6 +49,16 @@ def check_percentile(percentile, *, owner):
             f"activation; 99-99.99 is usual). Received: percentile={percentile!r}"
         )
     return value
+
+
+def check_original(model, owner, fix):
+    """Checks that `model` is a Keras model `convert` takes and not already converted."""
+    check_model(model)
+    if is_converted(model):
+        raise ValueError(
+            f"{owner}: model '{model.name}' is already converted (its inputs have a time "
+            f"axis). {fix}"
+        )
 
 
 def neuron_sites(trace, owner):
@@ -131,12 +144,7 @@ def activation_percentiles(
     """
     owner = owner or "activation_percentiles()"
     percentile = check_percentile(percentile, owner=owner)
-    check_model(model)
-    if is_converted(model):
-        raise ValueError(
-            f"{owner}: model '{model.name}' is already converted (its inputs have a time "
-            "axis). Calibrate the original Keras model, then convert it with the scales."
-        )
+    check_original(model, owner, "Calibrate the original Keras model, then convert it.")
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, numbers.Integral)
@@ -186,8 +194,11 @@ def activation_percentiles(
         values[name] = _layer_percentile(pooled, percentile, name, model, owner)
         if per_channel:
             channels = np.percentile(pooled, percentile, axis=0)
-            # A channel silent on more than `percentile`% of `x` takes the layer's value.
-            values[name] = tuple(float(c) if c > 0 else values[name] for c in channels)
+            # A channel silent on more than `percentile`% of `x` takes the layer's value;
+            # a nearly silent one at least MIN_CHANNEL_FRACTION of it (else its rare large
+            # activations would fire hundreds of spikes per step).
+            floor = MIN_CHANNEL_FRACTION * values[name]
+            values[name] = tuple(max(float(c), floor) if c > 0 else values[name] for c in channels)
     return values
 
 
@@ -253,7 +264,8 @@ def calibrate(
             units, a channels-last convolution's filters) instead of one per
             layer: each channel's activations are coded with the resolution
             its own range needs. A channel that is zero on more than
-            `percentile`% of `x` gets the layer's scale. Defaults to `True`.
+            `percentile`% of `x` gets the layer's scale, and no channel's
+            threshold is below 1% of its layer's. Defaults to `True`.
         dt: The simulation timestep `convert` will use. Defaults to `0.001`.
         batch_size: Batch size for arrays. Defaults to `256`.
         seed: Seed of the random sample of activations a percentile is

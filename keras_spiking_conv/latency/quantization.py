@@ -5,10 +5,12 @@ import keras
 from keras_spiking_conv._validation import check_number
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner
-from keras_spiking_conv.conversion.converter import is_converted
-from keras_spiking_conv.conversion.errors import check_model
 from keras_spiking_conv.conversion.verify import Trace
-from keras_spiking_conv.latency.calibration import activation_percentiles, neuron_sites
+from keras_spiking_conv.latency.calibration import (
+    activation_percentiles,
+    check_original,
+    neuron_sites,
+)
 from keras_spiking_conv.layers import QuantizedReLU
 from keras_spiking_conv.layers.quantized_relu import check_levels
 
@@ -118,12 +120,9 @@ def quantize_activations(
     """
     owner = "quantize_activations()"
     levels = check_levels(levels, owner=owner)
-    check_model(model)
-    if is_converted(model):
-        raise ValueError(
-            f"{owner}: model '{model.name}' is already converted (its inputs have a time "
-            "axis). Quantize the original Keras model, fine-tune it, then convert it."
-        )
+    check_original(
+        model, owner, "Quantize the original Keras model, fine-tune it, then convert it."
+    )
     initial_threshold = check_number(
         "initial_threshold", initial_threshold, owner=owner, positive=True
     )
