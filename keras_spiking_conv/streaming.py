@@ -405,7 +405,8 @@ class Stream:
 
         Returns:
             The model's outputs for the chunk, as NumPy arrays shaped
-            `(batch, time, ...)`, structured like the model's outputs.
+            `(batch, time, ...)`, structured like the model's outputs (for a
+            model converted with a `readout`: every step's output before it).
         """
         flat = standardize_inputs(self.model, chunk, "Stream")
         flat = [

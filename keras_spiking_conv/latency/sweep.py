@@ -9,7 +9,7 @@ readout the `T`-th output.
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.verify import Trace
+from keras_spiking_conv.conversion.verify import Trace, tile_time
 from keras_spiking_conv.fused import SpikingModel, fuse, readout_of
 from keras_spiking_conv.latency.calibration import batches, iterate
 from keras_spiking_conv.layers.readout import check_readout
@@ -120,16 +120,13 @@ def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=1
     index = np.array(steps) - 1
 
     correct = np.zeros(len(steps))
-    spikes = np.zeros(n_steps)  # mean spike count per neuron, by step, summed over inputs
+    spikes = np.zeros(n_steps)  # spikes of all neurons and inputs, by step
     n_neurons = sum(int(np.prod(trace.calls[p][1].shape[2:])) for p in neurons)
     n_seen = 0
     source = _labelled(x, batch_size, owner) if y is None else _with_labels(x, y, batch_size, owner)
     progress = keras.utils.Progbar(None, verbose=1 if verbose == "auto" else verbose)
     for xb, yb in source:
-        tiled = keras.tree.map_structure(
-            lambda a: np.repeat(np.asarray(a)[:, None], n_steps, axis=1), xb
-        )
-        outs = probe.predict_on_batch(tiled)
+        outs = probe.predict_on_batch(tile_time(xb, n_steps))
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         scores = np.asarray(outs[0])
         if readout == "mean":
