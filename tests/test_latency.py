@@ -324,8 +324,10 @@ def test_latency_sweep_matches_separate_runs(tmp_path):
 def test_signed_input_neuron_follows_the_relu_of_the_mean():
     # Input alternating -2000 / +3000 Hz: mean 500 Hz.
     x = np.tile(np.array([-2000.0, 3000.0], dtype="float32"), 50).reshape(1, 100, 1)
-    signed = ksc.SpikingReLU(initial_voltage=0.5, rectify_input=False)(x)
-    rectified = ksc.SpikingReLU(initial_voltage=0.5)(x)
+    signed = keras.ops.convert_to_numpy(
+        ksc.SpikingReLU(initial_voltage=0.5, rectify_input=False)(x)
+    )
+    rectified = keras.ops.convert_to_numpy(ksc.SpikingReLU(initial_voltage=0.5)(x))
     assert float(np.sum(signed)) * 0.001 == pytest.approx(50.0)  # 500 Hz for 0.1 s
     assert float(np.sum(rectified)) * 0.001 == pytest.approx(150.0)  # mean of the ReLU
     neuron = ksc.convert(small_convnet(), swap_activations=SPIKING).get_layer("conv_neuron")
