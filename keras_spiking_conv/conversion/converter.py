@@ -386,7 +386,7 @@ class _Conversion:
     def __init__(self, model, options, already_converted, rng, n_steps=None):
         self.report = ConversionReport(model.name)
         self.context = ConversionContext(options, already_converted, self.report, rng)
-        functional = _as_functional(model)
+        functional = as_functional(model)
         self.context.block_layers = block_layers(functional)
         # Names stay taken, except those of neuron blocks being rebuilt.
         self.context.used_names.update(
@@ -449,7 +449,8 @@ def _input_name(tensor):
     return history[0].name if history else None
 
 
-def _as_functional(model):
+def as_functional(model):
+    """`model` as a functional model (a Sequential model's layers, rewired)."""
     if isinstance(model, keras.Sequential):
         return keras.Model(model.inputs, model.outputs, name=model.name)
     return model
@@ -539,7 +540,9 @@ def convert(model, **kwargs):
             a layer class (`keras.layers.ReLU`, `layers.QuantizedReLU` or its
             name `"quantized_relu"`). Values: `"spiking_relu"`, `"relu"`
             (rate) or a configured `SpikingReLU` (its `amplitude`,
-            `initial_voltage` and `spiking_aware_training` are used). A
+            `initial_voltage`, `spiking_aware_training` and `rectify_input`
+            are used; neurons from `"spiking_relu"` integrate signed input,
+            `rectify_input=False`). A
             `QuantizedReLU` made spiking gets its learned threshold: its scale
             is `scale_firing_rates / (threshold * dt)`, one spike per step at
             the threshold. Defaults to `None` (every activation stays as it is).

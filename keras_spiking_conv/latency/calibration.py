@@ -1,11 +1,12 @@
-"""`calibrate()`: per-layer firing-rate scales from example data, for low-latency conversion.
+"""`calibrate()`: firing-rate scales from example data, for low-latency conversion.
 
 An integrate-and-fire neuron that fires at most about one spike per step codes
 its input in few steps when the input range it must code is known. For each
 layer whose ReLU becomes a neuron, `calibrate` runs the *original* model on
 example data (in batches, without time copies), takes a high percentile `p` of
-that layer's activations and returns the scale `1 / (p * dt)`: with it, an
-activation at `p` fires one spike per step (its threshold is `p`), and the
+the activations of each channel (or of the whole layer) and returns the scale
+`1 / (p * dt)`: with it, an activation at `p` fires one spike per step (its
+threshold is `p`), and the
 converter's default initial voltage (half the threshold) rounds spike counts.
 Each neuron block divides its output by the same scale, so every layer's
 output stays in the units of the original network: branches that meet (Add,
@@ -164,14 +165,13 @@ def activation_percentiles(
     n_batches = 0
     for i, batch in enumerate(batches(x, batch_size, owner)):
         for a in keras.tree.flatten(batch):
-            if not np.all(np.isfinite(np.asarray(a, dtype="float64"))):
+            if not np.all(np.isfinite(a)):
                 raise ValueError(
                     f"{owner}: batch {i} of `x` holds NaN or infinite values. Calibrating "
                     "on them would give meaningless thresholds: clean or drop those inputs "
                     "(e.g. `x[np.isfinite(x).all(axis=tuple(range(1, x.ndim)))]`)."
                 )
-        outputs = probe(batch, training=False)
-        outputs = [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(outputs)]
+        outputs = keras.tree.flatten(probe.predict_on_batch(batch))  # compiled, NumPy out
         for path, values in zip(paths, outputs, strict=True):
             values = values.reshape(-1, values.shape[-1])  # (positions, channels)
             if not np.all(np.isfinite(values)):

@@ -5,6 +5,7 @@ import keras
 from keras_spiking_conv._validation import check_number
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner
+from keras_spiking_conv.conversion.converter import as_functional
 from keras_spiking_conv.conversion.verify import Trace
 from keras_spiking_conv.latency.calibration import (
     activation_percentiles,
@@ -55,11 +56,8 @@ class _Quantizer(LayerCloner):
         return self.quantized_relu(layer, f"{layer.name}_{SUFFIX}")(outputs)
 
     def model(self, model):
-        functional = model
-        if isinstance(model, keras.Sequential):
-            functional = keras.Model(model.inputs, model.outputs, name=model.name)
         return keras.models.clone_model(
-            functional,
+            as_functional(model),
             clone_function=lambda layer: layer,
             call_function=lambda layer, *args, **kwargs: self.call(layer, args, kwargs),
         )

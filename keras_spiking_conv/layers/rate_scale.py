@@ -50,12 +50,9 @@ class RateScale(keras.layers.Layer):
         # Division is a multiplication by the reciprocal, computed once: XLA
         # (Keras' default for `predict` on TensorFlow) rewrites `x / s` that way,
         # and the eager, compiled and exported forms must round alike.
-        if isinstance(self.scale, tuple):
-            scale = np.asarray(self.scale, dtype="float64")
-            factor = 1.0 / scale if self.inverse else scale
-            return inputs * ops.convert_to_tensor(factor, dtype=inputs.dtype)
-        factor = 1.0 / self.scale if self.inverse else self.scale
-        return inputs * factor
+        scale = np.asarray(self.scale, dtype="float64")  # one, or one per channel
+        factor = 1.0 / scale if self.inverse else scale
+        return inputs * ops.convert_to_tensor(factor, dtype=inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
