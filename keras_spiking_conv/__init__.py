@@ -24,6 +24,7 @@ from keras_spiking_conv.latency import (
 from keras_spiking_conv.layers import (
     LowpassSynapse,
     LowpassSynapseCell,
+    OperationLayer,
     QuantizedReLU,
     RateScale,
     SpikingReLU,
@@ -74,6 +75,7 @@ __all__ = [
     "SpikingReLU",
     "SpikingReLUCell",
     "TimeFold",
+    "OperationLayer",
     "TimeReadout",
     "QuantizedReLU",
     "layers",

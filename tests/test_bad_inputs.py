@@ -41,11 +41,6 @@ class _Subclassed(keras.Model):
         return self.dense(x)
 
 
-class _NoRule(L.Layer):
-    def call(self, x):
-        return x * 2
-
-
 def _subclassed():
     model = _Subclassed()
     model(np.zeros((1, 3), "float32"))  # built, still no layer graph
@@ -56,26 +51,37 @@ def _unbuilt_sequential():
     return keras.Sequential([L.Dense(2)])
 
 
-def _layer_without_rule():
+class _BatchCentering(L.Layer):
+    """Subtracts the batch mean: each sample's output depends on the others."""
+
+    def call(self, x):
+        return x - keras.ops.mean(x, axis=0, keepdims=True)
+
+
+def _batch_mixing_layer():
     inp = keras.Input((4,))
-    return keras.Model(inp, _NoRule(name="mine")(inp))
+    return keras.Model(inp, _BatchCentering(name="centering")(inp))
 
 
 def _lambda():
+    factor = 2.0  # captured Python state
     inp = keras.Input((4,))
-    return keras.Model(inp, L.Lambda(lambda t: t * 2, name="double")(inp))
+    return keras.Model(inp, L.Lambda(lambda t: t * factor, name="double")(inp))
 
 
 def _lambda_in_nested_model():
+    offset = 1.0
     inner_in = keras.Input((4,))
-    inner = keras.Model(inner_in, L.Lambda(lambda t: t + 1, name="shift")(inner_in), name="inner")
+    inner = keras.Model(
+        inner_in, L.Lambda(lambda t: t + offset, name="shift")(inner_in), name="inner"
+    )
     inp = keras.Input((4,))
     return keras.Model(inp, L.Dense(2)(inner(inp)))
 
 
-def _raw_op():
-    a, b = keras.Input((3,)), keras.Input((3,))
-    return keras.Model([a, b], L.Dense(2, activation="relu")(a + b))
+def _batch_mixing_op():
+    a = keras.Input((3,))
+    return keras.Model(a, L.Dense(2, activation="relu")(a - keras.ops.mean(a, axis=0)))
 
 
 def _recurrent():
@@ -89,15 +95,15 @@ def _recurrent():
         (_subclassed, ksc.ConversionError, [r"subclassed model", r"Fix: .*functional API"]),
         (_unbuilt_sequential, ksc.ConversionError, [r"not built", r"Fix: .*keras\.Input"]),
         (
-            _layer_without_rule,
+            _batch_mixing_layer,
             ksc.ConversionError,
-            [r"'mine' \(_NoRule\) has no conversion rule", r"register_stateless\(_NoRule\)"],
+            [r"'centering' \(_BatchCentering, no conversion rule\) mixes the samples", r"Fix: "],
         ),
-        (_lambda, ksc.ConversionError, [r"'double' \(Lambda\)", r"Fix: replace it"]),
+        (_lambda, ksc.ConversionError, [r"'double' \(Lambda\) wraps a function that", r"Fix: "]),
         (
-            _raw_op,
+            _batch_mixing_op,
             ksc.ConversionError,
-            [r"Operation 'add(_\d+)?' \(Add\) .* keras\.ops call", r"Fix: .*keras\.layers\.Add"],
+            [r"Operation 'mean(_\d+)?' \(keras\.ops Mean", r"batch axis", r"Fix: "],
         ),
         (_lambda_in_nested_model, ksc.ConversionError, [r"'shift' \(Lambda\)", r"Fix: "]),
         (_recurrent, ksc.ConversionError, [r"'lstm' \(LSTM\) is a recurrent layer", r"Fix: "]),
@@ -108,9 +114,9 @@ def _recurrent():
     ids=[
         "subclassed",
         "unbuilt",
-        "no_rule",
+        "batch_mixing_layer",
         "lambda",
-        "raw_op",
+        "batch_mixing_op",
         "nested_lambda",
         "lstm",
         "none",

@@ -6,6 +6,7 @@ to one canonical key (here `"relu"`), so `swap_activations` matches them all.
 """
 
 import inspect
+import re
 
 import keras
 
@@ -79,12 +80,27 @@ def activation_key(activation):
     return None
 
 
+def operation_activation_key(operation):
+    """Key of a `keras.ops` activation call recorded in a graph (`ops.relu(x)` is
+    `"relu"`, `ops.hard_silu(x)` `"hard_silu"`), or None for any other operation."""
+    if not type(operation).__module__.startswith("keras.src.ops.nn"):
+        return None
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__).lower()
+    try:
+        return _function_key(keras.activations.get(name))
+    except ValueError:
+        return None
+
+
 def layer_activation_key(layer):
     """Key of the activation a layer applies, or None if it applies none.
 
-    Covers layers with an `activation` attribute (Dense, convolutions) and
-    activation layers (`Activation`, `ReLU`, `LeakyReLU`, `Softmax`, ...).
+    Covers layers with an `activation` attribute (Dense, convolutions),
+    activation layers (`Activation`, `ReLU`, `LeakyReLU`, `Softmax`, ...) and
+    `keras.ops` activation calls in a graph (`ops.relu(x)`).
     """
+    if not isinstance(layer, keras.layers.Layer):
+        return operation_activation_key(layer)
     if (
         isinstance(layer, (keras.layers.Activation, keras.layers.ReLU))
         or type(layer) in _LAYER_KEYS

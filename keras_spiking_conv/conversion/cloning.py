@@ -30,9 +30,11 @@ class LayerCloner:
         self._clones = {}
         self._weights_copied = set()
 
-    def clone(self, layer, drop_activation=False, **overrides):
+    def clone(self, layer, drop_activation=False, factory=None, **overrides):
         """A new layer with `layer`'s config, updated with `overrides` (one per original
-        layer, so sharing is kept)."""
+        layer, so sharing is kept). `factory()`, if given, makes it instead."""
+        if id(layer) not in self._clones and factory is not None:
+            self._clones[id(layer)] = (factory(), layer)
         if id(layer) not in self._clones:
             config = {**copy.deepcopy(layer.get_config()), **overrides}
             activation = getattr(layer, "activation", None)

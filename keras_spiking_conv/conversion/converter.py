@@ -27,6 +27,7 @@ from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.errors import ConversionError, check_model
+from keras_spiking_conv.conversion.generic import generic_rule, operation_rule
 from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
 from keras_spiking_conv.layers import (
@@ -101,6 +102,7 @@ class Options:
         self.regularizer = self._per_layer("activity_regularizer", activity_regularizer, None)
         self.used_swap_keys = set()
         self.used_layer_keys = set()
+        self.generic_classes = set()
 
     @staticmethod
     def _swap(swap_activations):
@@ -232,6 +234,7 @@ class ConversionContext(LayerCloner):
         self.block_layers = set()
         self._nested = {}
         self._wrappers = {}
+        self.checked = set()  # ids of generic copies checked to work per sample
 
     # -- names ---------------------------------------------------------------
     def unique_name(self, base):
@@ -269,7 +272,10 @@ class ConversionContext(LayerCloner):
             # The wrapper computes in the wrapped layer's own precision, whatever the
             # global policy is now (a float32 model converted under a mixed policy).
             self._wrappers[id(new_layer)] = TimeFold(
-                new_layer, name=new_layer.name, dtype=new_layer.dtype_policy
+                new_layer,
+                name=new_layer.name,
+                dtype=new_layer.dtype_policy,
+                autocast=new_layer.autocast,
             )
         wrapper = self._wrappers[id(new_layer)]
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
@@ -279,10 +285,27 @@ class ConversionContext(LayerCloner):
         return outputs
 
     def convert_call(self, layer, args, kwargs):
-        """Converts one call of `layer` with the rule registered for its class."""
+        """Converts one call of `layer` with the rule registered for its class (a
+        `keras.ops` call, or a layer without a rule, with the generic rules)."""
         if isinstance(layer, keras.Model):
             return self._convert_nested(layer, args)
-        return get_rule(layer)(layer, args, kwargs, self)
+        if not isinstance(layer, keras.layers.Layer):
+            return operation_rule(layer, args, kwargs, self)
+        return (get_rule(layer) or generic_rule)(layer, args, kwargs, self)
+
+    def warn_generic(self, layer):
+        """Warns, once per class and conversion, that a layer was converted generically."""
+        cls = type(layer)
+        if cls not in self.options.generic_classes:
+            self.options.generic_classes.add(cls)
+            warnings.warn(
+                f"convert(): layer '{layer.name}' ({cls.__module__}.{cls.__name__}) has no "
+                "conversion rule; layers of this class are applied at every timestep (time "
+                "folded into the batch), after a check that they work per sample (see the "
+                "report: 'generic'). Register a rule to say otherwise, or convert with "
+                "strict=True to refuse layers without one.",
+                stacklevel=2,
+            )
 
     def _convert_nested(self, model, args):
         if id(model) not in self._nested:
@@ -477,8 +500,9 @@ class Converter:
         seed=None,
         initial_voltage=INITIAL_VOLTAGE,
         readout=None,
+        strict=False,
     ):
-        check_model(model)
+        check_model(model, strict=bool(strict))
         readout = check_readout(readout, owner="convert()")
         if n_steps is not None and (
             isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
@@ -576,6 +600,13 @@ def convert(model, **kwargs):
             (`Stream`, `process_chunk`, `export`'s `step` and `chunk`
             signatures) return every step's output before it. Re-converting
             applies the new `readout`. Defaults to `None`.
+        strict: Refuse layers that have no conversion rule. By default such a
+            layer is applied at every timestep (time folded into the batch)
+            once a check on random inputs shows it works per sample and keeps
+            its variables; it is listed as `"generic"` in the report, with a
+            warning per class. `keras.ops` calls in the graph convert the same
+            way (listed as `"operation"`) whatever `strict` is. Defaults to
+            `False`.
 
     Returns:
         The converted `keras.Model`. Use `Converter` to also get the report.

@@ -1,5 +1,7 @@
 """Early checks: reject what cannot be converted before any work, with a fix."""
 
+import inspect
+
 import keras
 
 from keras_spiking_conv.conversion.registry import get_rule
@@ -13,15 +15,30 @@ def _is_functional(model):
     return any(cls.__name__ == "Functional" for cls in type(model).__mro__)
 
 
-def _layer_problem(layer):
-    where = f"Layer '{layer.name}' ({type(layer).__name__})"
-    if isinstance(layer, keras.layers.Lambda):
-        return (
-            f"{where} wraps arbitrary Python code, which the converter cannot inspect or "
-            "serialize safely. Fix: replace it with a small layer class, then register it "
-            "with `keras_spiking_conv.register_stateless(MyLayer)` if it treats each "
-            "timestep independently, or with `@keras_spiking_conv.register_rule(MyLayer)`."
+def lambda_problem(layer):
+    """Why a `Lambda` layer cannot be converted (its function holds Python state), or None."""
+    if not isinstance(layer, keras.layers.Lambda):
+        return None
+    function = layer.function
+    plain = inspect.isfunction(function) and not function.__closure__
+    if plain:
+        return None
+    return (
+        f"Layer '{layer.name}' (Lambda) wraps "
+        + (
+            "a function that captures Python variables"
+            if inspect.isfunction(function)
+            else f"a {type(function).__name__} (a method or callable object)"
         )
+        + ", state the converter cannot copy or check. Fix: pass the values as the Lambda's "
+        "`arguments`, or replace it with a small layer class (registered with "
+        "`keras_spiking_conv.register_stateless(MyLayer)` if it treats each timestep "
+        "independently, or `@keras_spiking_conv.register_rule(MyLayer)`)."
+    )
+
+
+def _layer_problem(layer, strict):
+    where = f"Layer '{layer.name}' ({type(layer).__name__})"
     if isinstance(layer, keras.layers.RNN) and get_rule(layer) is None:
         return (
             f"{where} is a recurrent layer with its own time axis and state; the converter "
@@ -30,19 +47,35 @@ def _layer_problem(layer):
             "`@keras_spiking_conv.register_rule`."
         )
     if isinstance(layer, keras.Model):
-        return model_problem(layer)
+        return model_problem(layer, strict)
     if get_rule(layer) is None:
+        if strict:
+            return (
+                f"{where} has no conversion rule, and convert(strict=True) refuses the "
+                "generic per-timestep rule. Fix: if it treats each timestep independently, "
+                f"call `keras_spiking_conv.register_stateless({type(layer).__name__})`; "
+                "otherwise write a rule with "
+                f"`@keras_spiking_conv.register_rule({type(layer).__name__})`; or convert "
+                "with strict=False (the default) to fold it over time after a per-sample check."
+            )
+        return lambda_problem(layer) or _time_axis_problem(layer)
+    return None
+
+
+def _time_axis_problem(layer):
+    if getattr(layer, "stateful", False) or hasattr(layer, "return_sequences"):
         return (
-            f"{where} has no conversion rule. Fix: if it treats each timestep "
-            f"independently, call `keras_spiking_conv.register_stateless({type(layer).__name__})`"
-            "; otherwise write a rule with "
-            f"`@keras_spiking_conv.register_rule({type(layer).__name__})`."
+            f"Layer '{layer.name}' ({type(layer).__name__}) runs over a time axis of its own "
+            "(it has `return_sequences` or `stateful`), and the converter adds one; the "
+            "generic per-timestep rule does not apply. Fix: keep it outside the converted "
+            "model, or register a rule for it (`@keras_spiking_conv.register_rule`)."
         )
     return None
 
 
-def model_problem(model):
-    """Why `model` cannot be converted, or None."""
+def model_problem(model, strict=False):
+    """Why `model` cannot be converted, or None (`strict`: layers without a rule are a
+    problem too)."""
     where = f"Model '{model.name}' ({type(model).__name__})"
     if isinstance(model, keras.Sequential):
         try:
@@ -62,27 +95,17 @@ def model_problem(model):
             "to convert. Fix: build the same network with the functional API or "
             "`keras.Sequential` (the layers can be reused), then convert that."
         )
-    problems = [p for p in map(_layer_problem, model.layers) if p]
-    graph = getattr(model, "_functional", model)  # a Sequential model's inner graph
-    for op in getattr(graph, "operations", ()):
-        if not isinstance(op, keras.layers.Layer):
-            problems.append(
-                f"Operation '{op.name}' ({type(op).__name__}) in model '{model.name}' is a "
-                "keras.ops call on symbolic tensors (such as `a + b`), not a layer, and the "
-                "converter converts layers. Fix: use the layer form (keras.layers.Add()([a, b]), "
-                "Subtract, Multiply, Rescaling, ...), or a layer of your own with a conversion "
-                "rule (`keras_spiking_conv.register_rule`)."
-            )
+    problems = [p for p in (_layer_problem(layer, strict) for layer in model.layers) if p]
     return "\n".join(problems) if problems else None
 
 
-def check_model(model):
+def check_model(model, strict=False):
     """Raises `ConversionError` (or `TypeError`) if `model` cannot be converted."""
     if not isinstance(model, keras.Model):
         raise TypeError(
             "convert() expects a keras.Model (functional or Sequential). Received: "
             f"{type(model).__name__} {model!r:.80}"
         )
-    problem = model_problem(model)
+    problem = model_problem(model, strict)
     if problem:
         raise ConversionError(problem)

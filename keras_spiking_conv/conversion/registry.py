@@ -4,7 +4,8 @@ A rule is a function `rule(layer, args, kwargs, context) -> outputs`: it
 receives an original layer, the converted (time-distributed) tensors it is
 called on, and the `ConversionContext`, and returns the converted outputs.
 Rules are keyed by exact layer class, so a subclass with its own `call` is
-never silently treated as its parent.
+never silently treated as its parent. A layer with no rule falls back to the
+generic per-timestep rule (`generic.py`), unless `convert(strict=True)`.
 """
 
 import warnings
@@ -24,7 +25,7 @@ def register_rule(*layer_classes, overwrite=False):
     ```python
     @keras_spiking_conv.register_rule(MyLayer)
     def convert_my_layer(layer, args, kwargs, context):
-        return context.fold(context.clone(layer), args, kwargs)
+        return context.fold(context.clone(layer), layer, args, kwargs)
     ```
     """
     if not layer_classes:

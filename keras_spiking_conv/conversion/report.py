@@ -6,7 +6,11 @@ class ConversionReport:
 
     Attributes:
         model_name: Name of the converted model.
-        rows: One dict per layer call: `layer`, `class`, `became`, `spiking`, `note`.
+        rows: One dict per layer call (or `keras.ops` call): `layer`, `class`,
+            `kind`, `became`, `spiking`, `note`. `kind` is `"rate"` (folded over
+            time by its rule), `"neuron"`, `"generic"` (no rule: folded over
+            time after a per-sample check), `"operation"` (a `keras.ops` call),
+            `"nested"`, `"kept"`, `"dropped"` or `"readout"`.
         nested: Reports of nested models, by name.
     """
 
@@ -24,7 +28,9 @@ class ConversionReport:
 
     def add_layer(self, layer, kind, activation=None, source=None):
         name = source or layer.name
-        row = {"layer": layer.name, "class": type(layer).__name__, "spiking": False}
+        row = {"layer": layer.name, "class": type(layer).__name__, "kind": kind, "spiking": False}
+        if kind == "operation":
+            row["class"] = f"ops.{type(layer).__name__}"
         if kind == "neuron":
             row["became"] = "folded layer + neuron block"
             row["pending_source"] = name
@@ -42,7 +48,15 @@ class ConversionReport:
             row["note"] = "not part of a neuron block: copied with its weights"
         else:
             row["became"] = "folded over time (TimeFold)"
-            if activation is None:
+            if kind == "generic":
+                row["became"] = "generic: folded over time"
+                row["note"] = (
+                    "no conversion rule: checked to work per sample; register_rule "
+                    "overrides, strict=True refuses"
+                )
+            elif kind == "operation":
+                row["note"] = "keras.ops call, applied at every timestep"
+            elif activation is None:
                 row["note"] = "no neuron activation"
             elif activation == "relu":
                 row["note"] = (
@@ -74,6 +88,15 @@ class ConversionReport:
             row["note"] = ", ".join(parts) + f" ({block['neuron']})"
         for report in self.nested.values():
             report.finalize()
+
+    @property
+    def generic_layers(self):
+        """Names of the layers converted by the generic per-timestep rule (no rule of
+        their own), nested models' included."""
+        names = [row["layer"] for row in self.rows if row["kind"] == "generic"]
+        for report in self.nested.values():
+            names.extend(report.generic_layers)
+        return names
 
     @property
     def spiking_layers(self):

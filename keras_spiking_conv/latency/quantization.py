@@ -43,12 +43,15 @@ class _Quantizer(LayerCloner):
             if id(layer) not in self.nested:
                 self.nested[id(layer)] = self.model(layer)
             return self.nested[id(layer)](args[0] if len(args) == 1 else list(args))
+        is_operation = not isinstance(layer, keras.layers.Layer)  # a keras.ops call
         if layer_activation_key(layer) not in NEURON_KEYS:
+            if is_operation:  # stateless: the same operation applies in the copy
+                return layer(*args, **kwargs)
             new = self.clone(layer)
             outputs = new(*args, **kwargs)
             self.copy_weights_once(new, layer)
             return outputs
-        if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+        if is_operation or isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
             return self.quantized_relu(layer, layer.name)(args[0])
         new = self.clone(layer, drop_activation=True)
         outputs = new(*args, **kwargs)
@@ -82,10 +85,11 @@ def quantize_activations(
     Every form of ReLU that `convert` recognises is replaced: a layer's
     `activation="relu"` (or `keras.activations.relu`, `tf.nn.relu`, ...)
     becomes the layer without its activation followed by a `QuantizedReLU`
-    named `{layer}_qrelu`; an `Activation("relu")` or plain `ReLU()` layer
-    becomes a `QuantizedReLU` of the same name. Every other layer is copied
-    with its config and weights; nested models are copied the same way. The
-    original model is not changed.
+    named `{layer}_qrelu`; an `Activation("relu")` or plain `ReLU()` layer,
+    or an `ops.relu(x)` call, becomes a `QuantizedReLU` of the same name.
+    Every other layer is copied with its config and weights (other
+    `keras.ops` calls apply as they are); nested models are copied the same
+    way. The original model is not changed.
 
     Args:
         model: A trained functional or Sequential Keras model (not converted).

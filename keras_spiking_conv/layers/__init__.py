@@ -1,6 +1,8 @@
-"""Stateful spiking layers, the QCFS activation, the time-folding wrapper and the readout."""
+"""Stateful spiking layers, the QCFS activation, the time-folding wrapper, the readout and
+the layer form of a `keras.ops` call."""
 
 from keras_spiking_conv.layers.lowpass import LowpassSynapse, LowpassSynapseCell
+from keras_spiking_conv.layers.operation import OperationLayer
 from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
 from keras_spiking_conv.layers.rate_scale import RateScale
 from keras_spiking_conv.layers.readout import TimeReadout
@@ -10,6 +12,7 @@ from keras_spiking_conv.layers.time_fold import TimeFold
 __all__ = [
     "LowpassSynapse",
     "LowpassSynapseCell",
+    "OperationLayer",
     "QuantizedReLU",
     "RateScale",
     "SpikingReLU",
