@@ -146,13 +146,20 @@ def test_custom_layers_convert_generically_with_a_warning_per_class():
     )
 
 
-def test_custom_layers_spike_towards_the_rates():
+def test_custom_layers_spike_towards_the_rates_in_every_execution():
     model = custom_model()
     x = _data(model, n=8)
     snn = _convert(model, swap_activations={"relu": "spiking_relu"}, scale_firing_rates=200.0)
     rates = model.predict(x, verbose=0)
-    spikes = snn.model.predict(ksc.tile_time(x, 400), verbose=0).mean(axis=1)
-    assert np.abs(spikes - rates).max() / np.abs(rates).max() < 0.05
+    tiled = ksc.tile_time(x, 400)
+    fused = snn.model.predict(tiled, verbose=0)
+    assert np.abs(fused.mean(axis=1) - rates).max() / np.abs(rates).max() < 0.05
+    # The same spikes layer by layer and streamed in chunks (generic layers in each engine).
+    snn.model.execution = "layers"
+    np.testing.assert_allclose(snn.model.predict(tiled, verbose=0), fused, rtol=1e-5, atol=1e-2)
+    stream = ksc.Stream(snn.model)
+    chunks = np.concatenate([stream(tiled[:, :150]), stream(tiled[:, 150:])], axis=1)
+    np.testing.assert_allclose(chunks, fused, rtol=1e-5, atol=1e-2)
 
 
 def test_strict_refuses_generic_layers_and_register_rule_overrides():
@@ -302,3 +309,19 @@ def test_ops_and_generic_layers_export_as_a_savedmodel(tmp_path):
     (y,) = outputs.values()
     np.testing.assert_allclose(y.numpy(), snn.predict(x, verbose=0), rtol=1e-5, atol=1e-3)
     assert np.count_nonzero(y.numpy()) > 0
+
+
+@pytest.mark.tensorflow_only
+def test_nan_propagates_through_an_exported_spiking_model(tmp_path):
+    import tensorflow as tf
+
+    inp = keras.Input((4,), name="x")
+    out = L.Dense(3, activation="relu")(L.Dense(5, activation="relu")(inp))
+    snn = ksc.convert(keras.Model(inp, out), swap_activations={"relu": "spiking_relu"})
+    ksc.export(snn, str(tmp_path / "served"))
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    x = np.ones((2, 3, 4), "float32")
+    x[0, 1, 2] = np.nan
+    (y,) = served.signatures["sequence"](x=tf.constant(x)).values()
+    y = y.numpy()
+    assert np.isnan(y[0, 1:]).all() and np.isfinite(y[0, :1]).all() and np.isfinite(y[1]).all()
