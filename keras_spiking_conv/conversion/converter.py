@@ -23,13 +23,13 @@ from keras_spiking_conv._validation import (
     check_positive_values,
     check_seed,
 )
-from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-in rules)
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.errors import ConversionError, check_model
 from keras_spiking_conv.conversion.generic import generic_rule, operation_rule
 from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
+from keras_spiking_conv.conversion.rules import block_layers
 from keras_spiking_conv.layers import (
     LowpassSynapse,
     RateScale,
@@ -39,30 +39,13 @@ from keras_spiking_conv.layers import (
     TimeReadout,
 )
 from keras_spiking_conv.layers.readout import check_readout
-
-_OUR_LAYERS = (TimeFold, SpikingReLU, LowpassSynapse, RateScale, TimeReadout)
+from keras_spiking_conv.runtime.model import SpikingModel
+from keras_spiking_conv.runtime.plan import input_name, inputs_struct, is_converted, outputs_struct
 
 # Neuron blocks compute in float32 under any global policy: a voltage integrated in
 # float16/bfloat16 drifts, `n * amplitude / dt` stops being whole spikes, and scaled
 # rates overflow float16.
 NEURON_DTYPE = "float32"
-
-# Suffixes of the layers a neuron block adds after its source layer's name.
-SUFFIXES = ("scale", "neuron", "unscale", "synapse")
-
-
-def walk_layers(model):
-    """Every layer of `model`, nested models' layers included (depth first)."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from walk_layers(layer)
-
-
-def is_converted(model):
-    """Whether `model` was made by `convert` (its inputs already have a time axis)."""
-    return any(isinstance(layer, _OUR_LAYERS) for layer in walk_layers(model))
-
 
 # Converted spiking neurons start mid-threshold: spike counts are rates x time, rounded.
 INITIAL_VOLTAGE = 0.5
@@ -244,14 +227,6 @@ class ConversionContext(LayerCloner):
         self.used_names.add(name)
         return name
 
-    @staticmethod
-    def source_name(name, suffix):
-        """The source layer name of a block layer named `{source}_{suffix}[_k]`."""
-        head, sep, tail = name.rpartition(f"_{suffix}")
-        if sep and (tail == "" or tail.lstrip("_").isdigit()):
-            return head
-        return name
-
     # -- layers --------------------------------------------------------------
     def keep(self, layer, args, kwargs):
         """Applies a copy of a layer that already runs over time (config and weights).
@@ -273,6 +248,7 @@ class ConversionContext(LayerCloner):
             # global policy is now (a float32 model converted under a mixed policy).
             self._wrappers[id(new_layer)] = TimeFold(
                 new_layer,
+                source=source_layer.name,
                 name=new_layer.name,
                 dtype=new_layer.dtype_policy,
                 autocast=new_layer.autocast,
@@ -331,7 +307,7 @@ class ConversionContext(LayerCloner):
             or o.lookup(o.regularizer, source) is not None
         )
 
-    def neuron_block(self, source, key, x, force=False, threshold=None):
+    def neuron_block(self, source, key, x, threshold=None):
         """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse].
 
         With a `threshold` (a `QuantizedReLU`'s), `s` is also multiplied by
@@ -350,7 +326,9 @@ class ConversionContext(LayerCloner):
         if regularizer is not None:
             regularizer = _time_averaged(regularizer)
         if scale != 1.0:
-            x = RateScale(scale, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_scale"))(x)
+            x = RateScale(
+                scale, dtype=NEURON_DTYPE, source=source, name=self.unique_name(f"{source}_scale")
+            )(x)
         # A configured SpikingReLU in `swap_activations` brings its own initial voltage.
         template = {
             "initial_voltage": o.lookup(o.initial_voltage, source),
@@ -364,18 +342,24 @@ class ConversionContext(LayerCloner):
             seed=int(self.rng.integers(0, 2**31 - 1)),
             activity_regularizer=regularizer,
             dtype=NEURON_DTYPE,
+            source=source,
             name=self.unique_name(f"{source}_neuron"),
         )
         x = neuron(x)
         if scale != 1.0:
             x = RateScale(
-                scale, inverse=True, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_unscale")
+                scale,
+                inverse=True,
+                dtype=NEURON_DTYPE,
+                source=source,
+                name=self.unique_name(f"{source}_unscale"),
             )(x)
         if synapse is not None:
             x = LowpassSynapse(
                 **synapse,
                 dt=o.dt,
                 dtype=NEURON_DTYPE,
+                source=source,
                 name=self.unique_name(f"{source}_synapse"),
             )(x)
         self.report.add_block(
@@ -423,11 +407,11 @@ class _Conversion:
                     tuple(x.shape) if already_converted else (x.shape[0], n_steps, *x.shape[1:])
                 ),
                 dtype=x.dtype,
-                name=_input_name(x),
+                name=input_name(x),
             )
             for x in functional.inputs
         ]
-        input_struct = keras.tree.pack_sequence_as(functional._inputs_struct, inputs)
+        input_struct = keras.tree.pack_sequence_as(inputs_struct(functional), inputs)
 
         def call_function(layer, *args, **kwargs):
             return self.context.convert_call(layer, args, kwargs)
@@ -438,38 +422,6 @@ class _Conversion:
             clone_function=lambda layer: layer,
             call_function=call_function,
         )
-
-
-def block_layers(model):
-    """Ids of the scales and synapses that belong to `model`'s neuron blocks.
-
-    A `RateScale` or `LowpassSynapse` named `{source}_scale`, `{source}_unscale`
-    or `{source}_synapse` (`_k` suffixes allowed), in a model that has a neuron
-    named `{source}_neuron`, was made by `convert`; re-converting rebuilds it
-    from the options. Any other (added by hand) is kept with its weights.
-    """
-    sources = {
-        ConversionContext.source_name(layer.name, "neuron")
-        for layer in model.layers
-        if isinstance(layer, SpikingReLU)
-    }
-    ids = set()
-    for layer in model.layers:
-        if isinstance(layer, LowpassSynapse):
-            suffix = "synapse"
-        elif isinstance(layer, RateScale):
-            suffix = "unscale" if layer.inverse else "scale"
-        else:
-            continue
-        source = ConversionContext.source_name(layer.name, suffix)
-        if source != layer.name and source in sources:
-            ids.add(id(layer))
-    return ids
-
-
-def _input_name(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    return history[0].name if history else None
 
 
 def as_functional(model):
@@ -532,17 +484,15 @@ class Converter:
         )
         options.warn_unused()
         conversion.report.finalize()
-        from keras_spiking_conv.fused import SpikingModel
-
         graph = conversion.model
-        outputs = graph._outputs_struct
+        outputs = outputs_struct(graph)
         if readout is not None:
             context = conversion.context
             outputs = keras.tree.map_structure(
                 lambda y: TimeReadout(readout, name=context.unique_name(f"{readout}_readout"))(y),
                 outputs,
             )
-        self.model = SpikingModel(graph._inputs_struct, outputs, name=graph.name)
+        self.model = SpikingModel(inputs_struct(graph), outputs, name=graph.name)
         self.report = conversion.report
 
 
