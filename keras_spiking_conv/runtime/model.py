@@ -14,7 +14,7 @@ import keras
 from keras import tree
 
 from keras_spiking_conv.runtime.engine import FusedNetwork, engine_of
-from keras_spiking_conv.runtime.plan import inputs_struct, plan_of
+from keras_spiking_conv.runtime.plan import inputs_struct, outputs_struct, plan_of
 
 PACKAGE = "keras_spiking_conv"
 
@@ -79,4 +79,4 @@ class SpikingModel(keras.Model):
         if fused is None:
             return super().call(inputs, training=training, mask=mask)
         outputs = fused(flat[0] if len(flat) == 1 else flat, training=training)
-        return tree.pack_sequence_as(self._outputs_struct, tree.flatten(outputs))
+        return tree.pack_sequence_as(outputs_struct(self), tree.flatten(outputs))
