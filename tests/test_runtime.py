@@ -48,9 +48,7 @@ def _x(n=2, steps=N_STEPS, nan=False):
 
 def _streamed(snn, x, size):
     stream = ksc.Stream(snn)
-    return np.concatenate(
-        [stream(x[:, t : t + size]) for t in range(0, x.shape[1], size)], axis=1
-    )
+    return np.concatenate([stream(x[:, t : t + size]) for t in range(0, x.shape[1], size)], axis=1)
 
 
 @pytest.mark.parametrize("nan", [False, True], ids=["finite", "nan"])

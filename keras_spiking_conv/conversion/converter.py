@@ -10,6 +10,7 @@ The converter is a short sequence of steps:
 4. copy the weights and return a plain `keras.Model`, with a report.
 """
 
+import dataclasses
 import functools
 import numbers
 import warnings
@@ -56,6 +57,30 @@ INITIAL_VOLTAGE = 0.5
 RECTIFY_INPUT = False
 
 
+@dataclasses.dataclass(frozen=True)
+class PerLayer:
+    """An option given once for every layer, or per original layer (by name).
+
+    Attributes:
+        value: The value for every layer (when `table` is None).
+        table: Dict layer name -> value, or None.
+        default: The value of a layer `table` does not name.
+    """
+
+    value: object = None
+    table: dict = None
+    default: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Swap:
+    """What `swap_activations` turns one activation into."""
+
+    activation: object  # as the user gave it (for messages)
+    spiking: bool
+    config: dict  # SpikingReLU arguments from a configured neuron
+
+
 class Options:
     """Normalised conversion options, looked up per source layer name."""
 
@@ -89,6 +114,7 @@ class Options:
 
     @staticmethod
     def _swap(swap_activations):
+        """Dict activation key -> `Swap`."""
         if swap_activations is None:
             return {}
         if not isinstance(swap_activations, dict):
@@ -107,12 +133,12 @@ class Options:
                     "(keras.activations.relu, tf.nn.relu) or an activation layer class "
                     "(keras.layers.ReLU)."
                 )
-            swap[key] = (activation, _neuron_template(activation, neuron))
+            swap[key] = Swap(activation, *_neuron_template(activation, neuron))
         return swap
 
     @staticmethod
     def _per_layer(name, value, default, check=None):
-        """`value` (one for all, or a dict by layer) as an option; `check(v, owner=...)`
+        """`value` (one for all, or a dict by layer) as a `PerLayer`; `check(v, owner=...)`
         validates and normalises each given value."""
 
         def check_value(v, where):
@@ -130,20 +156,20 @@ class Options:
                         f"Received key: {layer!r}"
                     )
                 table[layer_name] = check_value(v, f" (layer '{layer_name}')")
-            return ("per_layer", table, default)
-        return ("all", check_value(value, "") if value is not None else default, default)
+            return PerLayer(table=table, default=default)
+        return PerLayer(value=check_value(value, "") if value is not None else default)
 
     def lookup(self, option, source):
-        kind, value, default = option
-        if kind == "all":
-            return value
-        if source in value:
+        """The value of a `PerLayer` option for the original layer named `source`."""
+        if option.table is None:
+            return option.value
+        if source in option.table:
             self.used_layer_keys.add(source)
-            return value[source]
-        return default
+            return option.table[source]
+        return option.default
 
     def warn_unused(self):
-        unused = [str(spec[0]) for key, spec in self.swap.items() if key not in self.used_swap_keys]
+        unused = [str(s.activation) for k, s in self.swap.items() if k not in self.used_swap_keys]
         if unused:
             warnings.warn(
                 f"convert(): swap_activations keys matched no layer: {', '.join(unused)}. "
@@ -156,8 +182,8 @@ class Options:
             ("activity_regularizer", self.regularizer),
             ("initial_voltage", self.initial_voltage),
         ):
-            if option[0] == "per_layer":
-                missing = sorted(set(option[1]) - self.used_layer_keys)
+            if option.table is not None:
+                missing = sorted(set(option.table) - self.used_layer_keys)
                 if missing:
                     warnings.warn(
                         f"convert(): `{name}` names layers that have no neuron: "
@@ -317,7 +343,7 @@ class ConversionContext(LayerCloner):
         spiking, template = False, {}
         if key in o.swap:
             o.used_swap_keys.add(key)
-            spiking, template = o.swap[key][1]
+            spiking, template = o.swap[key].spiking, o.swap[key].config
         scale = o.lookup(o.scale, source)
         if threshold is not None and spiking:
             scale = _times(scale, 1.0 / (threshold * o.dt))
