@@ -1,13 +1,14 @@
 """`convert()`: a functional or Sequential Keras model to a time-distributed spiking model.
 
-The converter is a short sequence of steps:
+The converter is a short sequence of steps (numbered in `Converter`):
 1. check the model and every layer it contains, before any work;
 2. normalise the options (`swap_activations`, `scale_firing_rates`,
-   `synapse`, `activity_regularizer`);
+   `synapse`, `activity_regularizer`, ...) into typed values;
 3. replay the model's graph on inputs with a time axis
    (`keras.models.clone_model` with a `call_function`), converting each layer
-   call with the rule registered for its class;
-4. copy the weights and return a plain `keras.Model`, with a report.
+   call with the rule registered for its class (`keras.ops` calls and layers
+   without a rule by the generic rules), copying weights as it goes;
+4. add the readout and return a `SpikingModel`, with a report.
 """
 
 import dataclasses
@@ -480,15 +481,11 @@ class Converter:
         readout=None,
         strict=False,
     ):
+        # 1. Check the model and every layer it contains, before any work.
         check_model(model, strict=bool(strict))
+        # 2. Normalise the options.
         readout = check_readout(readout, owner="convert()")
-        if n_steps is not None and (
-            isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
-        ):
-            raise ValueError(
-                f"convert(): `n_steps` must be None (any length) or a positive integer. "
-                f"Received: n_steps={n_steps!r}"
-            )
+        n_steps = _check_n_steps(n_steps)
         options = Options(
             swap_activations,
             scale_firing_rates,
@@ -505,21 +502,37 @@ class Converter:
                 "(its inputs keep their time axis).",
                 stacklevel=2,
             )
-        conversion = _Conversion(
-            model, options, already, np.random.default_rng(options.seed), n_steps
-        )
+        # 3. Replay the graph on inputs with a time axis, each call by its rule.
+        rng = np.random.default_rng(options.seed)
+        conversion = _Conversion(model, options, already, rng, n_steps)
         options.warn_unused()
         conversion.report.finalize()
-        graph = conversion.model
-        outputs = outputs_struct(graph)
-        if readout is not None:
-            context = conversion.context
-            outputs = keras.tree.map_structure(
-                lambda y: TimeReadout(readout, name=context.unique_name(f"{readout}_readout"))(y),
-                outputs,
-            )
-        self.model = SpikingModel(inputs_struct(graph), outputs, name=graph.name)
+        # 4. Add the readout and return a SpikingModel, with the report.
+        self.model = _spiking_model(conversion, readout)
         self.report = conversion.report
+
+
+def _check_n_steps(n_steps):
+    if n_steps is not None and (
+        isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
+    ):
+        raise ValueError(
+            f"convert(): `n_steps` must be None (any length) or a positive integer. "
+            f"Received: n_steps={n_steps!r}"
+        )
+    return n_steps
+
+
+def _spiking_model(conversion, readout):
+    """The converted graph as a `SpikingModel`, each output read out over time if asked."""
+    graph, context = conversion.model, conversion.context
+    outputs = outputs_struct(graph)
+    if readout is not None:
+        outputs = keras.tree.map_structure(
+            lambda y: TimeReadout(readout, name=context.unique_name(f"{readout}_readout"))(y),
+            outputs,
+        )
+    return SpikingModel(inputs_struct(graph), outputs, name=graph.name)
 
 
 def convert(model, **kwargs):
