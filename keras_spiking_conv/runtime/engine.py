@@ -12,7 +12,6 @@ compute the same operations on the same shapes: the same spikes.
 """
 
 import math
-import weakref
 
 import keras
 from keras import ops, tree
@@ -288,13 +287,12 @@ class FusedNetwork(keras.layers.Layer):
         return cls(**config)
 
 
-# The engine of each model, kept outside Keras' tracking (the layer refers back to its
-# model, and a model must not track itself).
-_ENGINES = weakref.WeakKeyDictionary()
-
-
 def engine_of(model):
-    """The `FusedNetwork` that runs `model` step by step (one per model)."""
-    if model not in _ENGINES:
-        _ENGINES[model] = FusedNetwork(model, name=f"{model.name}_fused")
-    return _ENGINES[model]
+    """The `FusedNetwork` that runs `model` step by step (one per model). It is kept on the
+    model outside Keras' attribute tracking: the layer refers back to its model, and a
+    model must not track itself."""
+    fused = vars(model).get("_ksc_engine")
+    if fused is None:
+        fused = FusedNetwork(model, name=f"{model.name}_fused")
+        object.__setattr__(model, "_ksc_engine", fused)
+    return fused

@@ -22,7 +22,6 @@ came from (`source`, kept in its config).
 
 import collections
 import dataclasses
-import weakref
 
 import keras
 from keras import tree
@@ -356,11 +355,11 @@ def _state_spec(layer, path):
     return StateSpec(key, layer.name, path, layer.state_kind, shape, layer.compute_dtype)
 
 
-_PLANS = weakref.WeakKeyDictionary()
-
-
 def plan_of(model):
-    """The `Plan` of `model`, built once per model."""
-    if model not in _PLANS:
-        _PLANS[model] = Plan(model)
-    return _PLANS[model]
+    """The `Plan` of `model`, built once per model (kept on the model, outside Keras'
+    attribute tracking, so it goes when the model goes)."""
+    plan = vars(model).get("_ksc_plan")
+    if plan is None:
+        plan = Plan(model)
+        object.__setattr__(model, "_ksc_plan", plan)
+    return plan
