@@ -167,7 +167,9 @@ def test_a_new_neuron_type_needs_its_layer_and_one_rule():
 
     try:
         inp = keras.Input((8, 8, 1))
-        h = LeakyActivation(name="leaky")(L.Conv2D(4, 3, name="conv")(inp))
+        h = LeakyActivation(name="leaky")(
+            L.Conv2D(4, 3, kernel_initializer="ones", name="conv")(inp)
+        )
         model = keras.Model(inp, L.Dense(3, name="out")(L.Flatten()(h)))
         snn = ksc.convert(model)
     finally:
