@@ -6,14 +6,12 @@ from keras_spiking_conv.conversion import (
     ConversionReport,
     Converter,
     convert,
-    probe,
     register_rule,
     register_stateless,
     tile_time,
     verify,
 )
 from keras_spiking_conv.export import export
-from keras_spiking_conv.fused import FusedNetwork, NetworkCell, SpikingModel, fuse
 from keras_spiking_conv.latency import (
     LatencySweep,
     calibrate,
@@ -32,14 +30,19 @@ from keras_spiking_conv.layers import (
     TimeFold,
     TimeReadout,
 )
-from keras_spiking_conv.saving import save
-from keras_spiking_conv.streaming import (
+from keras_spiking_conv.runtime import (
+    FusedNetwork,
+    NetworkCell,
+    SpikingModel,
     StateSpec,
     Stream,
+    fuse,
     initial_states,
+    probe,
     process_chunk,
     state_layout,
 )
+from keras_spiking_conv.saving import save
 
 __version__ = "0.1.0"
 

@@ -13,10 +13,10 @@ import shutil
 import tempfile
 
 import keras
-from keras import ops, tree
+from keras import tree
 
-from keras_spiking_conv.conversion.converter import is_converted, walk_layers
-from keras_spiking_conv.streaming import initial_states, run_chunk, sanitize, state_layout
+from keras_spiking_conv.runtime import engine
+from keras_spiking_conv.runtime.plan import inputs_struct, is_converted, plan_of
 
 
 def _check_backend():
@@ -69,9 +69,9 @@ def _check_model(model):
                 "keras_spiking_conv.convert)."
             )
     stateful = [
-        layer.name
-        for layer in walk_layers(model)
-        if isinstance(layer, keras.layers.RNN) and layer.stateful
+        site.name
+        for site in plan_of(model).sites
+        if isinstance(site.layer, keras.layers.RNN) and site.layer.stateful
     ]
     if stateful:
         raise ValueError(
@@ -80,17 +80,6 @@ def _check_model(model):
             "non-stateful converted model; the step and chunk signatures carry the state "
             "explicitly."
         )
-
-
-def _unique_keys(names):
-    keys, seen = [], set()
-    for name in names:
-        key, i = sanitize(name), 1
-        while key in seen:
-            key, i = f"{sanitize(name)}_{i}", i + 1
-        seen.add(key)
-        keys.append(key)
-    return keys
 
 
 def _write_atomically(write, path, overwrite):
@@ -217,9 +206,9 @@ def export(model, path, *, overwrite=False, batch_size=None, n_steps=None, verbo
         raise ValueError(
             f"export(): `n_steps` must be None or a positive integer. Received: n_steps={n_steps!r}"
         )
-    layout = state_layout(model)
-    in_keys = _unique_keys(x.name for x in model.inputs)
-    out_keys = _unique_keys(model.output_names)
+    plan = plan_of(model)
+    layout = plan.states
+    in_keys, out_keys = plan.input_keys, plan.output_keys
     clash = sorted((set(in_keys) | set(out_keys)) & set(layout))
     if clash:
         raise ValueError(
@@ -241,31 +230,29 @@ def export(model, path, *, overwrite=False, batch_size=None, n_steps=None, verbo
     seq_specs = {k: seq_spec(x, k, x.shape[1] if n_steps is None else n_steps) for k, x in pairs}
     chunk_specs = {k: seq_spec(x, k, n_steps) for k, x in pairs}
     step_specs = {k: step_spec(x, k) for k, x in pairs}
+    # Every signature runs on the step engine (the `sequence` one through the model's own
+    # call, which is the engine for a model with state): the same spikes everywhere.
+    runner = engine.engine_of(model)
 
     def outputs_dict(outputs):
         return dict(zip(out_keys, tree.flatten(outputs), strict=True))
 
     def sequence(inputs):
-        flat = [inputs[k] for k in in_keys]
-        struct = getattr(model, "_inputs_struct", None)
-        if struct is not None:
-            x = tree.pack_sequence_as(struct, flat)
-        else:
-            x = flat[0] if len(flat) == 1 else flat
+        x = tree.pack_sequence_as(inputs_struct(model), [inputs[k] for k in in_keys])
         return outputs_dict(model(x, training=False))
 
     def chunk(inputs):
         flat = [inputs[k] for k in in_keys]
-        outputs, states = run_chunk(model, flat, {k: inputs[k] for k in layout}, layout)
+        outputs, states = runner.run_chunk(flat, {k: inputs[k] for k in layout})
         return {**outputs_dict(outputs), **states}
 
     def step(inputs):
-        flat = [ops.expand_dims(inputs[k], 1) for k in in_keys]
-        outputs, states = run_chunk(model, flat, {k: inputs[k] for k in layout}, layout)
-        return {**outputs_dict(tree.map_structure(lambda y: y[:, 0], outputs)), **states}
+        flat = [inputs[k] for k in in_keys]
+        outputs, states = runner.run_step(flat, {k: inputs[k] for k in layout})
+        return {**outputs_dict(outputs), **states}
 
     def initial_state(batch_size):
-        return initial_states(model, batch_size)
+        return engine.initial_states(plan, batch_size)
 
     def write(directory):
         archive = keras.export.ExportArchive()

@@ -1,15 +1,17 @@
 """`convert()`: a functional or Sequential Keras model to a time-distributed spiking model.
 
-The converter is a short sequence of steps:
+The converter is a short sequence of steps (numbered in `Converter`):
 1. check the model and every layer it contains, before any work;
 2. normalise the options (`swap_activations`, `scale_firing_rates`,
-   `synapse`, `activity_regularizer`);
+   `synapse`, `activity_regularizer`, ...) into typed values;
 3. replay the model's graph on inputs with a time axis
    (`keras.models.clone_model` with a `call_function`), converting each layer
-   call with the rule registered for its class;
-4. copy the weights and return a plain `keras.Model`, with a report.
+   call with the rule registered for its class (`keras.ops` calls and layers
+   without a rule by the generic rules), copying weights as it goes;
+4. add the readout and return a `SpikingModel`, with a report.
 """
 
+import dataclasses
 import functools
 import numbers
 import warnings
@@ -23,13 +25,13 @@ from keras_spiking_conv._validation import (
     check_positive_values,
     check_seed,
 )
-from keras_spiking_conv.conversion import rules  # noqa: F401  (registers built-in rules)
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.errors import ConversionError, check_model
 from keras_spiking_conv.conversion.generic import generic_rule, operation_rule
 from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
+from keras_spiking_conv.conversion.rules import block_layers
 from keras_spiking_conv.layers import (
     LowpassSynapse,
     RateScale,
@@ -39,30 +41,13 @@ from keras_spiking_conv.layers import (
     TimeReadout,
 )
 from keras_spiking_conv.layers.readout import check_readout
-
-_OUR_LAYERS = (TimeFold, SpikingReLU, LowpassSynapse, RateScale, TimeReadout)
+from keras_spiking_conv.runtime.model import SpikingModel
+from keras_spiking_conv.runtime.plan import input_name, inputs_struct, is_converted, outputs_struct
 
 # Neuron blocks compute in float32 under any global policy: a voltage integrated in
 # float16/bfloat16 drifts, `n * amplitude / dt` stops being whole spikes, and scaled
 # rates overflow float16.
 NEURON_DTYPE = "float32"
-
-# Suffixes of the layers a neuron block adds after its source layer's name.
-SUFFIXES = ("scale", "neuron", "unscale", "synapse")
-
-
-def walk_layers(model):
-    """Every layer of `model`, nested models' layers included (depth first)."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from walk_layers(layer)
-
-
-def is_converted(model):
-    """Whether `model` was made by `convert` (its inputs already have a time axis)."""
-    return any(isinstance(layer, _OUR_LAYERS) for layer in walk_layers(model))
-
 
 # Converted spiking neurons start mid-threshold: spike counts are rates x time, rounded.
 INITIAL_VOLTAGE = 0.5
@@ -71,6 +56,30 @@ INITIAL_VOLTAGE = 0.5
 # spike counts then follow the ReLU of the mean input, so a network converges to the
 # original as time goes on even when neurons feed spikes to neurons (docs/latency.md).
 RECTIFY_INPUT = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PerLayer:
+    """An option given once for every layer, or per original layer (by name).
+
+    Attributes:
+        value: The value for every layer (when `table` is None).
+        table: Dict layer name -> value, or None.
+        default: The value of a layer `table` does not name.
+    """
+
+    value: object = None
+    table: dict = None
+    default: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Swap:
+    """What `swap_activations` turns one activation into."""
+
+    activation: object  # as the user gave it (for messages)
+    spiking: bool
+    config: dict  # SpikingReLU arguments from a configured neuron
 
 
 class Options:
@@ -106,6 +115,7 @@ class Options:
 
     @staticmethod
     def _swap(swap_activations):
+        """Dict activation key -> `Swap`."""
         if swap_activations is None:
             return {}
         if not isinstance(swap_activations, dict):
@@ -124,12 +134,12 @@ class Options:
                     "(keras.activations.relu, tf.nn.relu) or an activation layer class "
                     "(keras.layers.ReLU)."
                 )
-            swap[key] = (activation, _neuron_template(activation, neuron))
+            swap[key] = Swap(activation, *_neuron_template(activation, neuron))
         return swap
 
     @staticmethod
     def _per_layer(name, value, default, check=None):
-        """`value` (one for all, or a dict by layer) as an option; `check(v, owner=...)`
+        """`value` (one for all, or a dict by layer) as a `PerLayer`; `check(v, owner=...)`
         validates and normalises each given value."""
 
         def check_value(v, where):
@@ -147,20 +157,20 @@ class Options:
                         f"Received key: {layer!r}"
                     )
                 table[layer_name] = check_value(v, f" (layer '{layer_name}')")
-            return ("per_layer", table, default)
-        return ("all", check_value(value, "") if value is not None else default, default)
+            return PerLayer(table=table, default=default)
+        return PerLayer(value=check_value(value, "") if value is not None else default)
 
     def lookup(self, option, source):
-        kind, value, default = option
-        if kind == "all":
-            return value
-        if source in value:
+        """The value of a `PerLayer` option for the original layer named `source`."""
+        if option.table is None:
+            return option.value
+        if source in option.table:
             self.used_layer_keys.add(source)
-            return value[source]
-        return default
+            return option.table[source]
+        return option.default
 
     def warn_unused(self):
-        unused = [str(spec[0]) for key, spec in self.swap.items() if key not in self.used_swap_keys]
+        unused = [str(s.activation) for k, s in self.swap.items() if k not in self.used_swap_keys]
         if unused:
             warnings.warn(
                 f"convert(): swap_activations keys matched no layer: {', '.join(unused)}. "
@@ -173,8 +183,8 @@ class Options:
             ("activity_regularizer", self.regularizer),
             ("initial_voltage", self.initial_voltage),
         ):
-            if option[0] == "per_layer":
-                missing = sorted(set(option[1]) - self.used_layer_keys)
+            if option.table is not None:
+                missing = sorted(set(option.table) - self.used_layer_keys)
                 if missing:
                     warnings.warn(
                         f"convert(): `{name}` names layers that have no neuron: "
@@ -244,14 +254,6 @@ class ConversionContext(LayerCloner):
         self.used_names.add(name)
         return name
 
-    @staticmethod
-    def source_name(name, suffix):
-        """The source layer name of a block layer named `{source}_{suffix}[_k]`."""
-        head, sep, tail = name.rpartition(f"_{suffix}")
-        if sep and (tail == "" or tail.lstrip("_").isdigit()):
-            return head
-        return name
-
     # -- layers --------------------------------------------------------------
     def keep(self, layer, args, kwargs):
         """Applies a copy of a layer that already runs over time (config and weights).
@@ -273,6 +275,7 @@ class ConversionContext(LayerCloner):
             # global policy is now (a float32 model converted under a mixed policy).
             self._wrappers[id(new_layer)] = TimeFold(
                 new_layer,
+                source=source_layer.name,
                 name=new_layer.name,
                 dtype=new_layer.dtype_policy,
                 autocast=new_layer.autocast,
@@ -331,7 +334,7 @@ class ConversionContext(LayerCloner):
             or o.lookup(o.regularizer, source) is not None
         )
 
-    def neuron_block(self, source, key, x, force=False, threshold=None):
+    def neuron_block(self, source, key, x, threshold=None):
         """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse].
 
         With a `threshold` (a `QuantizedReLU`'s), `s` is also multiplied by
@@ -341,7 +344,7 @@ class ConversionContext(LayerCloner):
         spiking, template = False, {}
         if key in o.swap:
             o.used_swap_keys.add(key)
-            spiking, template = o.swap[key][1]
+            spiking, template = o.swap[key].spiking, o.swap[key].config
         scale = o.lookup(o.scale, source)
         if threshold is not None and spiking:
             scale = _times(scale, 1.0 / (threshold * o.dt))
@@ -350,7 +353,9 @@ class ConversionContext(LayerCloner):
         if regularizer is not None:
             regularizer = _time_averaged(regularizer)
         if scale != 1.0:
-            x = RateScale(scale, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_scale"))(x)
+            x = RateScale(
+                scale, dtype=NEURON_DTYPE, source=source, name=self.unique_name(f"{source}_scale")
+            )(x)
         # A configured SpikingReLU in `swap_activations` brings its own initial voltage.
         template = {
             "initial_voltage": o.lookup(o.initial_voltage, source),
@@ -364,18 +369,24 @@ class ConversionContext(LayerCloner):
             seed=int(self.rng.integers(0, 2**31 - 1)),
             activity_regularizer=regularizer,
             dtype=NEURON_DTYPE,
+            source=source,
             name=self.unique_name(f"{source}_neuron"),
         )
         x = neuron(x)
         if scale != 1.0:
             x = RateScale(
-                scale, inverse=True, dtype=NEURON_DTYPE, name=self.unique_name(f"{source}_unscale")
+                scale,
+                inverse=True,
+                dtype=NEURON_DTYPE,
+                source=source,
+                name=self.unique_name(f"{source}_unscale"),
             )(x)
         if synapse is not None:
             x = LowpassSynapse(
                 **synapse,
                 dt=o.dt,
                 dtype=NEURON_DTYPE,
+                source=source,
                 name=self.unique_name(f"{source}_synapse"),
             )(x)
         self.report.add_block(
@@ -423,11 +434,11 @@ class _Conversion:
                     tuple(x.shape) if already_converted else (x.shape[0], n_steps, *x.shape[1:])
                 ),
                 dtype=x.dtype,
-                name=_input_name(x),
+                name=input_name(x),
             )
             for x in functional.inputs
         ]
-        input_struct = keras.tree.pack_sequence_as(functional._inputs_struct, inputs)
+        input_struct = keras.tree.pack_sequence_as(inputs_struct(functional), inputs)
 
         def call_function(layer, *args, **kwargs):
             return self.context.convert_call(layer, args, kwargs)
@@ -438,38 +449,6 @@ class _Conversion:
             clone_function=lambda layer: layer,
             call_function=call_function,
         )
-
-
-def block_layers(model):
-    """Ids of the scales and synapses that belong to `model`'s neuron blocks.
-
-    A `RateScale` or `LowpassSynapse` named `{source}_scale`, `{source}_unscale`
-    or `{source}_synapse` (`_k` suffixes allowed), in a model that has a neuron
-    named `{source}_neuron`, was made by `convert`; re-converting rebuilds it
-    from the options. Any other (added by hand) is kept with its weights.
-    """
-    sources = {
-        ConversionContext.source_name(layer.name, "neuron")
-        for layer in model.layers
-        if isinstance(layer, SpikingReLU)
-    }
-    ids = set()
-    for layer in model.layers:
-        if isinstance(layer, LowpassSynapse):
-            suffix = "synapse"
-        elif isinstance(layer, RateScale):
-            suffix = "unscale" if layer.inverse else "scale"
-        else:
-            continue
-        source = ConversionContext.source_name(layer.name, suffix)
-        if source != layer.name and source in sources:
-            ids.add(id(layer))
-    return ids
-
-
-def _input_name(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    return history[0].name if history else None
 
 
 def as_functional(model):
@@ -502,15 +481,11 @@ class Converter:
         readout=None,
         strict=False,
     ):
+        # 1. Check the model and every layer it contains, before any work.
         check_model(model, strict=bool(strict))
+        # 2. Normalise the options.
         readout = check_readout(readout, owner="convert()")
-        if n_steps is not None and (
-            isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
-        ):
-            raise ValueError(
-                f"convert(): `n_steps` must be None (any length) or a positive integer. "
-                f"Received: n_steps={n_steps!r}"
-            )
+        n_steps = _check_n_steps(n_steps)
         options = Options(
             swap_activations,
             scale_firing_rates,
@@ -527,23 +502,37 @@ class Converter:
                 "(its inputs keep their time axis).",
                 stacklevel=2,
             )
-        conversion = _Conversion(
-            model, options, already, np.random.default_rng(options.seed), n_steps
-        )
+        # 3. Replay the graph on inputs with a time axis, each call by its rule.
+        rng = np.random.default_rng(options.seed)
+        conversion = _Conversion(model, options, already, rng, n_steps)
         options.warn_unused()
         conversion.report.finalize()
-        from keras_spiking_conv.fused import SpikingModel
-
-        graph = conversion.model
-        outputs = graph._outputs_struct
-        if readout is not None:
-            context = conversion.context
-            outputs = keras.tree.map_structure(
-                lambda y: TimeReadout(readout, name=context.unique_name(f"{readout}_readout"))(y),
-                outputs,
-            )
-        self.model = SpikingModel(graph._inputs_struct, outputs, name=graph.name)
+        # 4. Add the readout and return a SpikingModel, with the report.
+        self.model = _spiking_model(conversion, readout)
         self.report = conversion.report
+
+
+def _check_n_steps(n_steps):
+    if n_steps is not None and (
+        isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
+    ):
+        raise ValueError(
+            f"convert(): `n_steps` must be None (any length) or a positive integer. "
+            f"Received: n_steps={n_steps!r}"
+        )
+    return n_steps
+
+
+def _spiking_model(conversion, readout):
+    """The converted graph as a `SpikingModel`, each output read out over time if asked."""
+    graph, context = conversion.model, conversion.context
+    outputs = outputs_struct(graph)
+    if readout is not None:
+        outputs = keras.tree.map_structure(
+            lambda y: TimeReadout(readout, name=context.unique_name(f"{readout}_readout"))(y),
+            outputs,
+        )
+    return SpikingModel(inputs_struct(graph), outputs, name=graph.name)
 
 
 def convert(model, **kwargs):

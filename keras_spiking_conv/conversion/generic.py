@@ -20,6 +20,7 @@ from keras_spiking_conv.conversion.errors import ConversionError
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import OperationLayer
 from keras_spiking_conv.layers.operation import INPUT, encode_arguments
+from keras_spiking_conv.runtime.plan import producer_name
 
 # Samples in the per-sample check, and its tolerances (float outputs).
 CHECK_BATCH = 3
@@ -138,7 +139,7 @@ def check_per_sample(call, output_spec, specs, where, variables=()):
 
 
 def _inputs_text(tensors):
-    names = sorted({t._keras_history[0].name for t in tensors if hasattr(t, "_keras_history")})
+    names = sorted({name for name in map(producer_name, tensors) if name is not None})
     return ", ".join(f"'{n}'" for n in names) or "the model inputs"
 
 

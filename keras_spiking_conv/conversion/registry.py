@@ -50,22 +50,6 @@ def register_rule(*layer_classes, overwrite=False):
     return decorator
 
 
-def register_stateless(*layer_classes, overwrite=False):
-    """Registers layers that treat every timestep independently.
-
-    Such a layer is applied to all timesteps at once (time folded into the
-    batch), with its activation split out when it becomes a neuron.
-    """
-    from keras_spiking_conv.conversion.rules import stateless_rule
-
-    return register_rule(*layer_classes, overwrite=overwrite)(stateless_rule)
-
-
 def get_rule(layer):
     """The rule registered for `type(layer)`, or None."""
     return _RULES.get(type(layer))
-
-
-def registered_classes():
-    """The layer classes that have a conversion rule."""
-    return tuple(_RULES)

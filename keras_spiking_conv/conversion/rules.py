@@ -115,6 +115,15 @@ def stateless_rule(layer, args, kwargs, context):
     return context.fold(context.clone(layer), layer, args, kwargs)
 
 
+def register_stateless(*layer_classes, overwrite=False):
+    """Registers layers that treat every timestep independently.
+
+    Such a layer is applied to all timesteps at once (time folded into the
+    batch), with its activation split out when it becomes a neuron.
+    """
+    return register_rule(*layer_classes, overwrite=overwrite)(stateless_rule)
+
+
 @register_rule(L.InputLayer)
 def input_rule(layer, args, kwargs, context):
     """Input layers become inputs with a time axis (handled by the converter)."""
@@ -130,9 +139,9 @@ def time_fold_rule(layer, args, kwargs, context):
 @register_rule(SpikingReLU)
 def neuron_rule(layer, args, kwargs, context):
     """Re-converting: rebuild the neuron block from the current options."""
-    source = context.source_name(layer.name, "neuron")
+    source = source_of(layer)
     context.record(layer, kind="neuron", source=source)
-    return context.neuron_block(source, "relu", args[0], force=True)
+    return context.neuron_block(source, "relu", args[0])
 
 
 @register_rule(TimeReadout)
@@ -151,3 +160,40 @@ def rebuilt_rule(layer, args, kwargs, context):
         return args[0]
     context.record(layer, kind="kept")
     return context.keep(layer, args, kwargs)
+
+
+def block_layers(model):
+    """Ids of the scales and synapses `convert` made for `model`'s neuron blocks.
+
+    Each records the original layer it belongs to (`source`, in its config);
+    re-converting rebuilds it from the options. A `RateScale` or
+    `LowpassSynapse` added by hand (no source) is kept with its weights. For
+    layers saved before sources were recorded, a `{source}_scale`,
+    `{source}_unscale` or `{source}_synapse` name (`_k` suffixes allowed) next to
+    a neuron `{source}_neuron` says the same.
+    """
+    neurons = {source_of(layer) for layer in model.layers if isinstance(layer, SpikingReLU)}
+    ids = set()
+    for layer in model.layers:
+        if isinstance(layer, (RateScale, LowpassSynapse)) and source_of(layer) in neurons:
+            ids.add(id(layer))
+    return ids
+
+
+def source_of(layer):
+    """The original layer a neuron, scale or synapse belongs to (its recorded `source`;
+    read from its name for layers saved before sources were recorded; else None)."""
+    if getattr(layer, "source", None) is not None:
+        return layer.source
+    if isinstance(layer, SpikingReLU):
+        suffix = "neuron"
+    elif isinstance(layer, LowpassSynapse):
+        suffix = "synapse"
+    elif isinstance(layer, RateScale):
+        suffix = "unscale" if layer.inverse else "scale"
+    else:
+        return None
+    head, sep, tail = layer.name.rpartition(f"_{suffix}")
+    if sep and (tail == "" or tail.lstrip("_").isdigit()):
+        return head
+    return layer.name if suffix == "neuron" else None

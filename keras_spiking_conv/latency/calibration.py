@@ -21,9 +21,9 @@ import numpy as np
 
 from keras_spiking_conv._validation import check_bool, check_number
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
-from keras_spiking_conv.conversion.converter import is_converted
 from keras_spiking_conv.conversion.errors import check_model
-from keras_spiking_conv.conversion.verify import Trace
+from keras_spiking_conv.runtime.plan import Plan, is_converted
+from keras_spiking_conv.runtime.probing import activity_model
 
 # The percentile `calibrate` uses by default (docs/latency.md: how it was chosen).
 DEFAULT_PERCENTILE = 99.0
@@ -62,18 +62,16 @@ def check_original(model, owner, fix):
         )
 
 
-def neuron_sites(trace, owner):
-    """The paths of `trace`'s layer calls whose activation is a ReLU (what `convert` makes
-    neurons), grouped by layer name (the key of `convert`'s per-layer options)."""
+def neuron_sites(plan, owner):
+    """The call sites of `plan` whose activation is a ReLU (what `convert` makes neurons),
+    grouped by layer name (the key of `convert`'s per-layer options)."""
     sites = {}
-    for path, (layer, _) in trace.calls.items():
-        if isinstance(layer, keras.layers.InputLayer) or isinstance(layer, keras.Model):
-            continue
-        if layer_activation_key(layer) in NEURON_KEYS:
-            sites.setdefault(layer.name, []).append(path)
+    for site in plan.sites:
+        if layer_activation_key(site.layer) in NEURON_KEYS:
+            sites.setdefault(site.layer.name, []).append(site)
     if not sites:
         raise ValueError(
-            f"{owner}: model '{trace.model.name}' has no ReLU activation (in a layer's "
+            f"{owner}: model '{plan.model.name}' has no ReLU activation (in a layer's "
             "`activation`, an `Activation('relu')` or a `ReLU()` layer), so there is "
             "nothing to calibrate: only ReLUs become spiking neurons."
         )
@@ -155,10 +153,12 @@ def activation_percentiles(
             f"{owner}: Argument `batch_size` must be a positive integer. "
             f"Received: batch_size={batch_size!r}"
         )
-    trace = Trace(model)
-    sites = neuron_sites(trace, owner)
-    paths = [path for layer_paths in sites.values() for path in layer_paths]
-    probe = trace.probe_model(paths, with_outputs=False)
+    sites = neuron_sites(Plan(model), owner)
+    paths = [site.name for layer_sites in sites.values() for site in layer_sites]
+    layers = {site.name: site.layer for layer_sites in sites.values() for site in layer_sites}
+    probe = activity_model(
+        model, [site for layer_sites in sites.values() for site in layer_sites], with_outputs=False
+    )
     rng = np.random.default_rng(seed)
     samples = {path: [] for path in paths}
     progress = keras.utils.Progbar(None, verbose=verbose, unit_name="batch")
@@ -176,7 +176,7 @@ def activation_percentiles(
             values = values.reshape(-1, values.shape[-1])  # (positions, channels)
             if not np.all(np.isfinite(values)):
                 raise ValueError(
-                    f"{owner}: layer '{path}' ({type(trace.calls[path][0]).__name__}) of model "
+                    f"{owner}: layer '{path}' ({type(layers[path]).__name__}) of model "
                     f"'{model.name}' gives NaN or infinite activations on batch {i} of `x`. "
                     "Check the model's weights and the inputs' scale."
                 )
@@ -189,8 +189,8 @@ def activation_percentiles(
     if n_batches == 0:
         raise ValueError(f"{owner}: `x` gave no batches. Pass at least one input.")
     values = {}
-    for name, layer_paths in sites.items():
-        pooled = np.concatenate([v for path in layer_paths for v in samples[path]])
+    for name, layer_sites in sites.items():
+        pooled = np.concatenate([v for site in layer_sites for v in samples[site.name]])
         values[name] = _layer_percentile(pooled, percentile, name, model, owner)
         if per_channel:
             channels = np.percentile(pooled, percentile, axis=0)

@@ -6,7 +6,6 @@ from keras_spiking_conv._validation import check_number
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.converter import as_functional
-from keras_spiking_conv.conversion.verify import Trace
 from keras_spiking_conv.latency.calibration import (
     activation_percentiles,
     check_original,
@@ -14,6 +13,7 @@ from keras_spiking_conv.latency.calibration import (
 )
 from keras_spiking_conv.layers import QuantizedReLU
 from keras_spiking_conv.layers.quantized_relu import check_levels
+from keras_spiking_conv.runtime.plan import Plan
 
 # Name of the QuantizedReLU that follows a layer whose own ReLU it replaces.
 SUFFIX = "qrelu"
@@ -134,5 +134,5 @@ def quantize_activations(
             model, x, percentile, batch_size=batch_size, owner=owner
         )
     else:
-        neuron_sites(Trace(model), owner)  # a model with no ReLU is an error
+        neuron_sites(Plan(model), owner)  # a model with no ReLU is an error
     return _Quantizer(levels, thresholds, initial_threshold).model(model)

@@ -9,11 +9,13 @@ readout the `T`-th output.
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.verify import Trace, tile_time
-from keras_spiking_conv.fused import SpikingModel, fuse, readout_of
+from keras_spiking_conv.conversion.verify import tile_time
 from keras_spiking_conv.latency.calibration import batches, iterate
 from keras_spiking_conv.layers.readout import check_readout
-from keras_spiking_conv.streaming import _check_model
+from keras_spiking_conv.runtime.model import SpikingModel, fuse
+from keras_spiking_conv.runtime.plan import plan_of, readout_of
+from keras_spiking_conv.runtime.probing import activity_model
+from keras_spiking_conv.runtime.streaming import check_model
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32)
 
@@ -94,7 +96,7 @@ def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=1
         several with `plot_latency`.
     """
     owner = "latency_sweep()"
-    _check_model(model, owner)
+    check_model(model, owner)
     readout = check_readout(readout, owner=owner)
     if readout is None:
         raise ValueError(f"{owner}: `readout` must be 'mean' or 'last'. Received: None")
@@ -111,17 +113,16 @@ def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=1
     if readout_of(output) is not None:
         output = readout_of(output).input
         model = SpikingModel(model.inputs, output, name=f"{model.name}_steps")
-    trace = Trace(model)
-    neurons = [path for path in trace.neurons() if trace.calls[path][0].spiking]
-    probe = fuse(trace.probe_model(neurons, with_outputs=True)) if neurons else model
-    amplitudes = [trace.calls[path][0].amplitude for path in neurons]
-    dt = trace.calls[neurons[0]][0].dt if neurons else None
+    neurons = [site for site in plan_of(model).neurons() if site.layer.spiking]
+    probe = fuse(activity_model(model, neurons, with_outputs=True)) if neurons else model
+    amplitudes = [site.layer.amplitude for site in neurons]
+    dt = neurons[0].layer.dt if neurons else None
     n_steps = steps[-1]
     index = np.array(steps) - 1
 
     correct = np.zeros(len(steps))
     spikes = np.zeros(n_steps)  # spikes of all neurons and inputs, by step
-    n_neurons = sum(int(np.prod(trace.calls[p][1].shape[2:])) for p in neurons)
+    n_neurons = sum(int(np.prod(site.state.shape[1:])) for site in neurons)
     n_seen = 0
     source = _labelled(x, batch_size, owner) if y is None else _with_labels(x, y, batch_size, owner)
     progress = keras.utils.Progbar(None, verbose=1 if verbose == "auto" else verbose)

@@ -1,7 +1,35 @@
-"""Shared plumbing for cells over arbitrary feature shapes and their sequence layers."""
+"""Shared plumbing: recorded roles, and cells over arbitrary feature shapes and their
+sequence layers."""
 
 import keras
 from keras import ops
+
+
+class Recorded:
+    """Mixin of the package's layers: a recorded role, and the layer `convert` made it from.
+
+    `role` (a class attribute) tells the runtime how a call runs one timestep:
+    `"stateless"` (a per-step layer applied to every step), `"neuron"`,
+    `"synapse"` or `"state"` (a cell with a state), `"scale"` (elementwise) or
+    `"readout"`. `source` is the name of the original layer a converted layer
+    belongs to (its neuron, scales, synapse or per-step copy), kept in the
+    config, so re-conversion and probing do not depend on layer names.
+
+    Args:
+        source: Name of the original layer. Defaults to `None` (made by hand).
+    """
+
+    role = "other"
+
+    def __init__(self, *args, source=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.source = None if source is None else str(source)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.source is not None:
+            config["source"] = self.source
+        return config
 
 
 class FeatureCell(keras.layers.Layer):
@@ -48,7 +76,7 @@ class FeatureCell(keras.layers.Layer):
         return [self.initial_state_value(batch_size)]
 
 
-class FeatureSequence(keras.layers.RNN):
+class FeatureSequence(Recorded, keras.layers.RNN):
     """`keras.layers.RNN` over `(batch, time, *features)` for a `FeatureCell`.
 
     Differences from `keras.layers.RNN`: `return_sequences` defaults to True,
@@ -56,7 +84,13 @@ class FeatureSequence(keras.layers.RNN):
     state to the cell's initial state (not to zeros).
     """
 
-    cell_class = None
+    role = "state"
+    state_kind = "state"
+
+    @property
+    def has_state(self):
+        """Whether it carries a state from one timestep to the next."""
+        return True
 
     def __init__(
         self,

@@ -112,6 +112,9 @@ class LowpassSynapse(FeatureSequence):
         `return_sequences=False`; plus the state if `return_state=True`.
     """
 
+    role = "synapse"
+    state_kind = "filter"
+
     def __init__(
         self,
         tau=0.005,

@@ -5,12 +5,13 @@ import numpy as np
 from keras import ops
 
 from keras_spiking_conv._validation import check_bool, check_positive_values
+from keras_spiking_conv.layers.base import Recorded
 
 PACKAGE = "keras_spiking_conv"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RateScale(keras.layers.Layer):
+class RateScale(Recorded, keras.layers.Layer):
     """Multiplies its input by a firing-rate scale `scale` (or divides by it).
 
     The converter puts `RateScale(s)` before a neuron and
@@ -29,6 +30,8 @@ class RateScale(keras.layers.Layer):
         Any (with per-channel scales, the last axis is the channels). Output
         shape: the same.
     """
+
+    role = "scale"
 
     def __init__(self, scale, inverse=False, **kwargs):
         super().__init__(**kwargs)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_spiking_conv.layers.base import Recorded
+
 PACKAGE = "keras_spiking_conv"
 
 READOUTS = ("mean", "last")
@@ -20,7 +22,7 @@ def check_readout(readout, *, owner):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TimeReadout(keras.layers.Layer):
+class TimeReadout(Recorded, keras.layers.Layer):
     """Reduces `(batch, time, ...)` to `(batch, ...)`: the mean over time, or the last step.
 
     `convert(..., readout="mean")` puts one after every output of the converted
@@ -37,6 +39,8 @@ class TimeReadout(keras.layers.Layer):
     Input shape:
         `(batch, time, *features)`. Output shape: `(batch, *features)`.
     """
+
+    role = "readout"
 
     def __init__(self, mode="mean", **kwargs):
         super().__init__(**kwargs)

@@ -241,6 +241,14 @@ class SpikingReLU(FeatureSequence):
             **kwargs,
         )
 
+    role = "neuron"
+    state_kind = "voltage"
+
+    @property
+    def has_state(self):
+        """A spiking neuron carries its voltage; a rate neuron has no state."""
+        return self.spiking
+
     dt = property(lambda self: self.cell.dt)
     amplitude = property(lambda self: self.cell.amplitude)
     initial_voltage = property(lambda self: self.cell.initial_voltage)

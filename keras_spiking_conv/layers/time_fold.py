@@ -3,6 +3,8 @@
 import keras
 from keras import ops, tree
 
+from keras_spiking_conv.layers.base import Recorded
+
 PACKAGE = "keras_spiking_conv"
 
 
@@ -13,7 +15,7 @@ def _fold_shape(shape):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TimeFold(keras.layers.Wrapper):
+class TimeFold(Recorded, keras.layers.Wrapper):
     """Applies a stateless layer to every timestep of `(batch, time, ...)` inputs.
 
     Unlike `keras.layers.TimeDistributed`, which calls the layer once per step
@@ -33,6 +35,8 @@ class TimeFold(keras.layers.Wrapper):
     Output shape:
         Each output `(batch, time, *layer_output_shape[1:])`.
     """
+
+    role = "stateless"
 
     def __init__(self, layer, **kwargs):
         super().__init__(layer, **kwargs)

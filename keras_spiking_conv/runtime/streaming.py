@@ -17,105 +17,31 @@ Processing a sequence in chunks (of any lengths) gives the outputs of
 processing it at once. The same functions back the `chunk`, `step` and
 `initial_state` signatures of `keras_spiking_conv.export`.
 
+Chunks run on the step engine (`runtime.engine`), the loop that `predict`
+uses for a model with state, so a stream gives the same spikes as `predict`.
+
 State keys. Each state is keyed `"state_" + path`, where `path` is the name of
 its layer, preceded by the names of the nested models it sits in, joined by
 `"__"` (`"state_conv2d_neuron"`, `"state_block__dense_neuron"`). A layer (or a
 nested model) called more than once has one state per call; calls after the
 first get `"_call1"`, `"_call2"`, ... after their name, in graph order.
 Characters other than letters, digits and `_` are replaced by `_` (as
-TensorFlow does for signature arguments).
+TensorFlow does for signature arguments). The plan (`runtime.plan`) names them.
 """
-
-import collections
 
 import keras
 from keras import ops, tree
 
-from keras_spiking_conv.layers import LowpassSynapse, SpikingReLU, TimeReadout
-from keras_spiking_conv.layers.base import FeatureSequence
+from keras_spiking_conv.runtime import engine
+from keras_spiking_conv.runtime.plan import StateSpec, outputs_struct, plan_of, sanitize
 
-STATE_PREFIX = "state_"
-_PATH_SEPARATOR = "__"
-
-StateSpec = collections.namedtuple("StateSpec", ["key", "layer", "path", "kind", "shape", "dtype"])
-StateSpec.__doc__ = """One state of a converted model (see `state_layout`).
-
-Attributes:
-    key: The state's key, e.g. `"state_conv2d_neuron"`.
-    layer: Name of the layer that owns the state.
-    path: Names of the nested models and the layer, outermost first (calls
-        after the first have `"_call<k>"` appended).
-    kind: `"voltage"` (a `SpikingReLU`), `"filter"` (a `LowpassSynapse`) or
-        `"state"` (another `FeatureSequence` layer).
-    shape: Shape of the state, `(None, *features)` (batch first).
-    dtype: The state's dtype, e.g. `"float32"`.
-"""
-
-
-def sanitize(name):
-    """A name made of letters, digits and `_`, starting with a letter (TensorFlow's rule)."""
-    name = "".join(c if c.isalnum() else "_" for c in str(name))
-    return name if name[:1].isalpha() else f"arg_{name}"
-
-
-def has_state(layer):
-    """Whether `layer` carries a state from one timestep to the next (a spiking neuron
-    or a synapse; a rate-mode `SpikingReLU` does not)."""
-    if isinstance(layer, SpikingReLU):
-        return layer.spiking
-    return isinstance(layer, FeatureSequence)
-
-
-def _kind(layer):
-    if isinstance(layer, SpikingReLU):
-        return "voltage"
-    if isinstance(layer, LowpassSynapse):
-        return "filter"
-    return "state"
-
-
-def _graph(model):
-    """The functional graph of `model` (a Sequential model's inner functional model)."""
-    if hasattr(model, "_run_through_graph"):
-        return model
-    functional = getattr(model, "_functional", None)
-    if functional is not None:
-        return functional
-    raise TypeError(
-        f"Model '{model.name}' ({type(model).__name__}) has no layer graph to run step by "
-        "step (a subclassed model?). Build it with the functional API or keras.Sequential."
-    )
-
-
-def _walk(model, inputs, visit, path=(), visit_model=None):
-    """Runs `model`'s graph on flat `inputs`, calling `visit(op, args, kwargs, path)` for
-    every layer call that is not a nested model; nested models are walked recursively
-    (then `visit_model(model, outputs, path)`, if given, sees each one's outputs)."""
-    graph = _graph(model)
-    calls = collections.Counter()
-
-    def call_fn(op, *args, **kwargs):
-        k = calls[id(op)]
-        calls[id(op)] += 1
-        name = op.name if k == 0 else f"{op.name}_call{k}"
-        if isinstance(op, keras.Model):
-            sub_inputs = args[0] if len(args) == 1 else list(args)
-            outputs = _walk(op, tree.flatten(sub_inputs), visit, (*path, name), visit_model)
-            if visit_model is not None:
-                visit_model(op, outputs, (*path, name))
-            return outputs
-        return visit(op, args, kwargs, (*path, name))
-
-    return graph._run_through_graph(inputs, operation_fn=lambda op: op, call_fn=call_fn)
-
-
-def _check_site(layer):
-    if not isinstance(layer, FeatureSequence):
-        raise NotImplementedError(
-            f"Layer '{layer.name}' ({type(layer).__name__}) is a recurrent layer that is not "
-            "a keras_spiking_conv layer; its state cannot be made explicit. Only "
-            "SpikingReLU, LowpassSynapse and other FeatureSequence layers are supported."
-        )
+__all__ = [
+    "Stream",
+    "StateSpec",
+    "initial_states",
+    "process_chunk",
+    "state_layout",
+]
 
 
 def state_layout(model):
@@ -142,28 +68,11 @@ def state_layout(model):
     state_conv2d_neuron voltage (None, 26, 26, 8)
     state_conv2d_synapse filter (None, 26, 26, 8)
     """
-    _check_model(model, "state_layout()")
-    layout = {}
-
-    def visit(op, args, kwargs, path):
-        if isinstance(op, keras.layers.RNN) and not isinstance(op, SpikingReLU):
-            _check_site(op)
-        if has_state(op):
-            key = STATE_PREFIX + sanitize(_PATH_SEPARATOR.join(path))
-            if key in layout:
-                raise ValueError(
-                    f"Two states of model '{model.name}' get the same key '{key}' (from "
-                    f"{layout[key].path} and {path}). Rename one of the layers."
-                )
-            shape = (None, *op.cell.feature_shape)
-            layout[key] = StateSpec(key, op.name, path, _kind(op), shape, op.compute_dtype)
-        return op.compute_output_spec(*args, **kwargs)
-
-    _walk(model, list(model.inputs), visit)
-    return layout
+    check_model(model, "state_layout()")
+    return dict(plan_of(model).states)
 
 
-def _check_model(model, where):
+def check_model(model, where):
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"{where} expects a converted keras.Model (from keras_spiking_conv.convert). "
@@ -241,18 +150,8 @@ def initial_states(model, batch_size):
         A dict mapping each key of `state_layout(model)` to a tensor of shape
         `(batch_size, *features)`.
     """
-    layout = state_layout(model)
-    by_path = {spec.path: key for key, spec in layout.items()}
-    states = {}
-
-    def visit(op, args, kwargs, path):
-        if path in by_path:
-            (value,) = op.get_initial_state(batch_size)
-            states[by_path[path]] = ops.cast(value, op.compute_dtype)
-        return op.compute_output_spec(*args, **kwargs)
-
-    _walk(model, list(model.inputs), visit)
-    return states
+    check_model(model, "initial_states()")
+    return engine.initial_states(plan_of(model), batch_size)
 
 
 def process_chunk(model, inputs, states, training=False):
@@ -278,46 +177,27 @@ def process_chunk(model, inputs, states, training=False):
         all chunks gives the `"mean"` readout); `new_states` a dict like `states`,
         the states after the chunk's last step.
 
-    This runs eagerly. For long streams prefer `Stream`, which compiles it:
-    eager JAX compiles the time loop at every call, and on PyTorch (outside
-    `torch.no_grad()`) each new state keeps the autograd graph of all chunks.
+    It runs the step engine (the loop `predict` uses). This runs eagerly. For
+    long streams prefer `Stream`, which compiles it: eager JAX compiles the
+    time loop at every call, and on PyTorch (outside `torch.no_grad()`) each
+    new state keeps the autograd graph of all chunks.
     """
-    _check_model(model, "process_chunk()")
+    check_model(model, "process_chunk()")
     flat = standardize_inputs(model, inputs, "process_chunk()")
-    layout = state_layout(model)
+    layout = plan_of(model).states
     missing = sorted(set(layout) - set(states))
     if missing:
         raise ValueError(
             f"process_chunk(): missing states {missing}. Get them with "
             "keras_spiking_conv.initial_states(model, batch_size)."
         )
-    return run_chunk(model, flat, states, layout, training=training)
+    return run_chunk(model, flat, states, training=training)
 
 
-def run_chunk(model, flat_inputs, states, layout, training=False):
-    """`process_chunk` without checks: flat inputs, a precomputed layout."""
-    by_path = {spec.path: key for key, spec in layout.items()}
-    new_states = {}
-
-    def visit(op, args, kwargs, path):
-        if isinstance(op, TimeReadout):  # a chunk returns every step's output
-            return args[0]
-        if path in by_path:
-            key = by_path[path]
-            x = args[0]
-            state = ops.cast(states[key], op.cell.compute_dtype)
-            last, sequence, (new,) = op.inner_loop(
-                sequences=x, initial_state=[state], mask=None, training=training
-            )
-            new_states[key] = ops.cast(new, op.compute_dtype)
-            output = ops.cast(sequence if op.return_sequences else last, op.compute_dtype)
-            return [output, new_states[key]] if op.return_state else output
-        if getattr(op, "_call_has_training_arg", False):
-            kwargs = {**kwargs, "training": training}
-        return op(*args, **kwargs)
-
-    outputs = _walk(model, flat_inputs, visit)
-    return outputs, new_states
+def run_chunk(model, flat_inputs, states, training=False):
+    """`process_chunk` without checks: flat inputs; outputs structured like the model's."""
+    outputs, new_states = engine.engine_of(model).run_chunk(flat_inputs, states, training)
+    return tree.pack_sequence_as(outputs_struct(model), outputs), new_states
 
 
 class Stream:
@@ -355,7 +235,7 @@ class Stream:
     """
 
     def __init__(self, model, compile=True):
-        _check_model(model, "Stream()")
+        check_model(model, "Stream()")
         self.model = model
         self.layout = state_layout(model)
         self.states = None
@@ -375,7 +255,7 @@ class Stream:
             self._fn = torch.no_grad()(self._run)
 
     def _run(self, flat_inputs, states):
-        return run_chunk(self.model, flat_inputs, states, self.layout)
+        return run_chunk(self.model, flat_inputs, states)
 
     def _jax_function(self):
         """The chunk function under `jax.jit`, with the weights passed in as arguments (so

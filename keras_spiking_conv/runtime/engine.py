@@ -1,0 +1,298 @@
+"""The step engine: one timestep of a converted network, and the loop over time around it.
+
+`step` runs every call site of a `Plan` for one timestep: a folded per-step
+layer on the step's tensors, a neuron or synapse cell from its state, a scale
+elementwise, a readout passed through. `NetworkCell` is that step as a Keras
+RNN cell, and `FusedNetwork` the loop over time (`keras.layers.RNN`) around
+it. Everything that runs a converted model step by step uses this one step
+function: `SpikingModel.predict` (a model with state), `fuse`, `Stream`,
+`process_chunk` and the `sequence`, `chunk` and `step` signatures of
+`export`. Whole sequences, chunks of any length and single steps therefore
+compute the same operations on the same shapes: the same spikes.
+"""
+
+import math
+
+import keras
+from keras import ops, tree
+
+from keras_spiking_conv.layers.base import FeatureSequence
+from keras_spiking_conv.runtime.plan import plan_of, readout_of
+
+PACKAGE = "keras_spiking_conv"
+
+
+def step(plan, inputs, states, training=False):
+    """One timestep of the network of `plan`.
+
+    Args:
+        plan: The model's `Plan`.
+        inputs: One tensor per model input, `(batch, *features)`.
+        states: Dict state key -> `(batch, *features)` tensor.
+        training: Training mode.
+
+    Returns:
+        `(outputs, new_states)`: one tensor per model output (before any
+        readout), and the states after the step.
+    """
+    values = dict(zip(plan.inputs, inputs, strict=True))
+    new_states = {}
+    for site in plan.sites:
+        args, kwargs = site.fill(values)
+        outputs = _step_site(site, args, kwargs, states, new_states, training)
+        for i, y in zip(site.outputs, tree.flatten(outputs), strict=True):
+            values[i] = y
+    return [values[i] for i in plan.outputs], new_states
+
+
+def _training(layer, training):
+    return {"training": training} if getattr(layer, "_call_has_training_arg", False) else {}
+
+
+def _step_site(site, args, kwargs, states, new_states, training):
+    layer = site.layer
+    if site.role == "readout":  # the loop's caller reads the sequence out
+        return args[0]
+    if site.role == "stateless":
+        return layer.layer(args[0], **_training(layer.layer, training))
+    if isinstance(layer, FeatureSequence):
+        cell = layer.cell
+        if site.state is None:  # no state (a rate neuron): the state slot is unused
+            output, _ = cell(args[0], [args[0]], **_training(cell, training))
+            return output
+        output, (state,) = cell(args[0], [states[site.state.key]], **_training(cell, training))
+        new_states[site.state.key] = state
+        return output
+    if site.role in ("scale", "other") and len(args) == 1:
+        return layer(*args, **{**kwargs, **_training(layer, training)})
+    raise NotImplementedError(
+        f"Layer '{site.name}' ({type(layer).__name__}) cannot run one timestep at a time: "
+        "it is not a layer convert makes. Use the layer-wise converted model "
+        "(model.execution = 'layers')."
+    )
+
+
+def initial_states(plan, batch_size):
+    """Dict state key -> the state at time zero, `(batch_size, *features)`."""
+    states = {}
+    for site in plan.sites:
+        if site.state is not None:
+            (value,) = site.layer.get_initial_state(batch_size)
+            states[site.state.key] = ops.cast(value, site.layer.compute_dtype)
+    return states
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NetworkCell(keras.layers.Layer):
+    """An RNN cell whose step is one timestep of a whole converted network (`step`).
+
+    Its input is every network input of one step, flattened and concatenated;
+    its output every network output, flattened and concatenated; its states
+    are the network's neuron voltages and synapse states, in the order of
+    `state_layout`. An output's `TimeReadout` passes each step through:
+    `FusedNetwork` applies it to the whole sequence.
+
+    Args:
+        network: A converted model (from `keras_spiking_conv.convert`).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    def __init__(self, network, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(network, dict):
+            network = keras.saving.deserialize_keras_object(network)
+        self.network = network
+        self.plan = plan_of(network)
+        self.keys = list(self.plan.states)
+        self.input_shapes = [tuple(x.shape[2:]) for x in network.inputs]
+        # Each output's readout (or None) and the shape of one step of what it reads.
+        self.readouts = [readout_of(y) for y in network.outputs]
+        self.output_shapes = [
+            tuple(y.shape[1:] if readout else y.shape[2:])
+            for y, readout in zip(network.outputs, self.readouts, strict=True)
+        ]
+        self.state_size = [-1] * len(self.keys) if self.keys else [1]
+        self.output_size = sum(math.prod(s) for s in self.output_shapes)
+
+    def build(self, input_shape):
+        self.built = True
+
+    def get_initial_state(self, batch_size=None):
+        if not self.keys:
+            return [ops.zeros((batch_size, 1), dtype=self.compute_dtype)]
+        states = initial_states(self.plan, batch_size)
+        return [states[key] for key in self.keys]
+
+    def flatten_inputs(self, inputs):
+        """One step's network inputs (one tensor each) as the cell's flat input."""
+        pieces = [ops.reshape(x, (ops.shape(x)[0], -1)) for x in inputs]
+        return pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=-1)
+
+    def split_inputs(self, flat):
+        """The concatenated step input as one tensor per network input."""
+        pieces, start, batch = [], 0, ops.shape(flat)[0]
+        for shape in self.input_shapes:
+            size = math.prod(shape)
+            pieces.append(ops.reshape(flat[:, start : start + size], (batch, *shape)))
+            start += size
+        return pieces
+
+    def split_outputs(self, flat, leading):
+        """The cell's flat output (`(*leading, size)`) as one tensor per network output,
+        each `(*leading, *step_shape)`."""
+        pieces, start = [], 0
+        for shape in self.output_shapes:
+            size = math.prod(shape)
+            pieces.append(ops.reshape(flat[..., start : start + size], (*leading, *shape)))
+            start += size
+        return pieces
+
+    def call(self, inputs, states, training=False):
+        current = dict(zip(self.keys, states, strict=False))
+        outputs, new_states = step(self.plan, self.split_inputs(inputs), current, training)
+        flat_out = [ops.reshape(y, (ops.shape(y)[0], -1)) for y in outputs]
+        output = flat_out[0] if len(flat_out) == 1 else ops.concatenate(flat_out, axis=-1)
+        if not self.keys:
+            return output, list(states)
+        return output, [new_states[key] for key in self.keys]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "network": keras.saving.serialize_keras_object(self.network),
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FusedNetwork(keras.layers.Layer):
+    """A converted network run step by step in one loop over time.
+
+    Args:
+        network: A converted model (from `keras_spiking_conv.convert`).
+        stateful: Keep the states between calls (streaming; static batch size).
+            Defaults to `False`.
+        **kwargs: Base layer keyword arguments.
+
+    Call arguments:
+        inputs: The network's inputs, each `(batch, time, ...)`.
+
+    Output: the network's outputs, each `(batch, time, ...)`.
+    """
+
+    def __init__(self, network, stateful=False, **kwargs):
+        # The loop carries the neuron and synapse states, which are float32 under any
+        # policy (see the converter); each layer inside keeps its own policy.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.cell = NetworkCell(network, dtype=self.dtype_policy)
+        self.rnn = keras.layers.RNN(
+            self.cell, return_sequences=True, stateful=stateful, dtype=self.dtype_policy
+        )
+        # Chunks from given states: the same cell in the same loop, also returning states.
+        self.chunk_rnn = keras.layers.RNN(
+            self.cell, return_sequences=True, return_state=True, dtype=self.dtype_policy
+        )
+        self.stateful = stateful
+
+    @property
+    def network(self):
+        return self.cell.network
+
+    def build(self, input_shape):
+        self.built = True
+
+    def _sequence(self, inputs):
+        flat = tree.flatten(inputs)
+        if flat[0].shape[1] == 0:
+            layers = [spec.layer for spec in self.cell.plan.states.values()]
+            raise ValueError(
+                f"FusedNetwork '{self.name}' (neurons and synapses {layers}) received a time "
+                f"axis of length 0 (input shape {tuple(flat[0].shape)}): a simulation needs "
+                "at least one step. Give the input at least one timestep."
+            )
+        batch, time = ops.shape(flat[0])[0], ops.shape(flat[0])[1]
+        pieces = [ops.reshape(x, (batch, time, -1)) for x in flat]
+        sequence = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=-1)
+        return sequence, (batch, time)
+
+    def call(self, inputs, training=False):
+        sequence, leading = self._sequence(inputs)
+        output = self.rnn(sequence, training=training)
+        outputs = []
+        for piece, spec, readout in zip(
+            self.cell.split_outputs(output, leading),
+            self.network.outputs,
+            self.cell.readouts,
+            strict=True,
+        ):
+            if readout is not None:
+                piece = readout(piece)
+            outputs.append(ops.cast(piece, spec.dtype))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def run_chunk(self, inputs, states, training=False):
+        """The network on a chunk from given states: `(outputs, new_states)`, outputs
+        before any readout (every step), states as dicts by key."""
+        sequence, leading = self._sequence(inputs)
+        keys = self.cell.keys
+        initial = [states[key] for key in keys] if keys else None
+        output, *final = self.chunk_rnn(sequence, initial_state=initial, training=training)
+        outputs = [
+            ops.cast(piece, spec.dtype)
+            for piece, spec in zip(
+                self.cell.split_outputs(output, leading), self.network.outputs, strict=True
+            )
+        ]
+        return outputs, dict(zip(keys, final, strict=False)) if keys else {}
+
+    def run_step(self, inputs, states, training=False):
+        """One step from given states (inputs `(batch, *features)`): the cell's call."""
+        keys = self.cell.keys
+        flat = self.cell.flatten_inputs(inputs)
+        batch = ops.shape(flat)[0]
+        current = [states[key] for key in keys] if keys else self.cell.get_initial_state(batch)
+        output, new = self.cell(flat, current, training=training)
+        outputs = [
+            ops.cast(piece, spec.dtype)
+            for piece, spec in zip(
+                self.cell.split_outputs(output, (batch,)),
+                self.network.outputs,
+                strict=True,
+            )
+        ]
+        return outputs, dict(zip(keys, new, strict=False)) if keys else {}
+
+    def compute_output_spec(self, inputs, training=False):
+        return self.network.compute_output_spec(inputs)
+
+    def reset_state(self):
+        """Returns a stateful fused network to its initial states."""
+        if self.rnn.states is not None:
+            batch = ops.shape(self.rnn.states[0])[0]
+            values = self.cell.get_initial_state(batch)
+            for variable, value in zip(self.rnn.states, values, strict=True):
+                variable.assign(value)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "network": keras.saving.serialize_keras_object(self.network),
+            "stateful": self.stateful,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)
+
+
+def engine_of(model):
+    """The `FusedNetwork` that runs `model` step by step (one per model). It is kept on the
+    model outside Keras' attribute tracking: the layer refers back to its model, and a
+    model must not track itself."""
+    fused = vars(model).get("_ksc_engine")
+    if fused is None:
+        fused = FusedNetwork(model, name=f"{model.name}_fused")
+        object.__setattr__(model, "_ksc_engine", fused)
+    return fused
