@@ -114,9 +114,6 @@ def producer_name(tensor):
     return history[0].name if history else None
 
 
-input_name = producer_name
-
-
 def inputs_struct(model):
     """The structure of `model`'s inputs (a tensor, a list or a dict of them)."""
     return graph_of(model)._inputs_struct
