@@ -80,3 +80,58 @@ class SpikingModel(keras.Model):
             return super().call(inputs, training=training, mask=mask)
         outputs = fused(flat[0] if len(flat) == 1 else flat, training=training)
         return tree.pack_sequence_as(outputs_struct(self), tree.flatten(outputs))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConstantInput(keras.layers.Layer):
+    """A converted network run on inputs held constant for `n_steps` steps.
+
+    Takes the original model's inputs (no time axis) and runs the network for
+    `n_steps` steps without a `(batch, n_steps, ...)` copy of them: the layers
+    before the first neuron or synapse run once, the rest in the step engine's
+    loop. `convert(model, n_steps=T, constant_input=True)` builds it.
+
+    Args:
+        network: A converted model (inputs `(batch, time, ...)`).
+        n_steps: Number of timesteps, an integer `>= 1`.
+        **kwargs: Base layer keyword arguments.
+    """
+
+    def __init__(self, network, n_steps, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if isinstance(network, dict):
+            network = keras.saving.deserialize_keras_object(network)
+        self.network = network
+        self.n_steps = int(n_steps)
+        self.engine = FusedNetwork(network, name=f"{network.name}_engine")
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.engine.run_constant(inputs, self.n_steps, training=training)
+
+    def compute_output_spec(self, inputs, training=False):
+        def with_time(x):
+            return keras.KerasTensor((x.shape[0], self.n_steps, *x.shape[1:]), dtype=x.dtype)
+
+        return self.network.compute_output_spec(tree.map_structure(with_time, inputs))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "network": keras.saving.serialize_keras_object(self.network),
+            "n_steps": self.n_steps,
+        }
+
+
+def constant_input_model(network, n_steps):
+    """A model taking `network`'s inputs without their time axis, held for `n_steps`."""
+    inputs = [
+        keras.Input(batch_shape=(x.shape[0], *x.shape[2:]), dtype=x.dtype, name=x.name)
+        for x in network.inputs
+    ]
+    inputs = tree.pack_sequence_as(inputs_struct(network), inputs)
+    layer = ConstantInput(network, n_steps, name=f"{network.name}_constant_input")
+    return keras.Model(inputs, layer(inputs), name=network.name)
