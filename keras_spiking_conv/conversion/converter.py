@@ -41,7 +41,7 @@ from keras_spiking_conv.layers import (
     TimeReadout,
 )
 from keras_spiking_conv.layers.readout import check_readout
-from keras_spiking_conv.runtime.model import SpikingModel
+from keras_spiking_conv.runtime.model import SpikingModel, constant_input_model
 from keras_spiking_conv.runtime.plan import input_name, inputs_struct, is_converted, outputs_struct
 
 # Neuron blocks compute in float32 under any global policy: a voltage integrated in
@@ -480,12 +480,19 @@ class Converter:
         initial_voltage=INITIAL_VOLTAGE,
         readout=None,
         strict=False,
+        constant_input=False,
     ):
         # 1. Check the model and every layer it contains, before any work.
         check_model(model, strict=bool(strict))
         # 2. Normalise the options.
         readout = check_readout(readout, owner="convert()")
         n_steps = _check_n_steps(n_steps)
+        if constant_input and n_steps is None:
+            raise ValueError(
+                "convert(): `constant_input=True` runs a fixed number of steps on each "
+                "input; give it with `n_steps`, e.g. convert(model, n_steps=30, "
+                "constant_input=True). Received: n_steps=None"
+            )
         options = Options(
             swap_activations,
             scale_firing_rates,
@@ -507,8 +514,11 @@ class Converter:
         conversion = _Conversion(model, options, already, rng, n_steps)
         options.warn_unused()
         conversion.report.finalize()
-        # 4. Add the readout and return a SpikingModel, with the report.
+        # 4. Add the readout and return a SpikingModel (or, for a constant input, a model
+        # taking the original inputs), with the report.
         self.model = _spiking_model(conversion, readout)
+        if constant_input:
+            self.model = constant_input_model(self.model, n_steps)
         self.report = conversion.report
 
 
@@ -589,6 +599,12 @@ def convert(model, **kwargs):
             (`Stream`, `process_chunk`, `export`'s `step` and `chunk`
             signatures) return every step's output before it. Re-converting
             applies the new `readout`. Defaults to `None`.
+        constant_input: Return a model that takes the original inputs (no time
+            axis) and holds each for `n_steps` steps (which must be given),
+            without a `(batch, n_steps, ...)` copy: the layers before the first
+            neuron or synapse run once, the rest in the step engine's loop. Its
+            outputs are `(batch, n_steps, ...)`, or `(batch, ...)` with a
+            `readout`. Defaults to `False`.
         strict: Refuse layers that have no conversion rule. By default such a
             layer is applied at every timestep (time folded into the batch)
             once a check on random inputs shows it works per sample and keeps
