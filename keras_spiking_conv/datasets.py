@@ -120,3 +120,43 @@ def load_fashion_mnist(directory=FASHION_MNIST_DIR):
         files["t10k-images-idx3"],
         files["t10k-labels-idx1"],
     )
+
+
+def tfds_pipeline(name="mnist", split="test", batch_size=256, n_steps=None, data_dir=None):
+    """A TensorFlow Datasets image-classification split as a `tf.data` pipeline.
+
+    Images become float32 `(height, width, channels)` raw pixel values, as the
+    package's demo and tutorial preprocess them (`demo.prepare`); labels stay
+    integers. The pipeline is lazy: nothing is loaded or tiled up front. With
+    `n_steps`, each image is held for `n_steps` steps, `(n_steps, h, w, c)`,
+    for a converted model that takes a time axis (a constant-input model,
+    `convert(..., constant_input=True)`, needs none).
+
+    Args:
+        name: A TFDS image-classification dataset (`"mnist"`,
+            `"fashion_mnist"`, `"cifar10"`, ...). Defaults to `"mnist"`.
+        split: The split, e.g. `"train"`, `"test"`, `"train[:10%]"`.
+        batch_size: Batch size. Defaults to `256`.
+        n_steps: Hold each image for this many steps. Defaults to `None`.
+        data_dir: TFDS' data directory. Defaults to TFDS' own.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)` batches, for `fit`,
+        `evaluate` and `predict`.
+    """
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
+
+    def prepare(image, label):
+        image = tf.cast(image, tf.float32)
+        if n_steps is not None:
+            image = tf.repeat(image[None], n_steps, axis=0)
+        return image, label
+
+    return (
+        dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )

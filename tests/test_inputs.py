@@ -110,3 +110,23 @@ def test_encoders_serialize_and_stream():
     stream = ksc.Stream(model)
     chunks = np.concatenate([stream(x[:, :13]), stream(x[:, 13:])], axis=1)
     np.testing.assert_array_equal(chunks, model.predict(x, verbose=0))
+
+
+@pytest.mark.tensorflow_only
+def test_evaluate_on_a_tfds_mock_split_with_a_constant_input_model():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from keras_spiking_conv.datasets import tfds_pipeline
+
+    model = models.tutorial_convnet()
+    snn = ksc.convert(model, n_steps=5, readout="mean", constant_input=True)
+    snn.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    with tfds.testing.mock_data(num_examples=20):
+        dataset = tfds_pipeline("mnist", "test", batch_size=8)
+        images, labels = next(iter(dataset))
+        assert tuple(images.shape) == (8, 28, 28, 1) and images.dtype.name == "float32"
+        loss, accuracy = snn.evaluate(dataset, verbose=0)
+        assert 0.0 <= accuracy <= 1.0 and np.isfinite(loss)
+        tiled = tfds_pipeline("mnist", "test", batch_size=8, n_steps=5)
+        assert tuple(next(iter(tiled))[0].shape) == (8, 5, 28, 28, 1)
