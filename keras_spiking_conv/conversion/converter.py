@@ -42,7 +42,12 @@ from keras_spiking_conv.layers import (
 )
 from keras_spiking_conv.layers.readout import check_readout
 from keras_spiking_conv.runtime.model import SpikingModel, constant_input_model
-from keras_spiking_conv.runtime.plan import input_name, inputs_struct, is_converted, outputs_struct
+from keras_spiking_conv.runtime.plan import (
+    inputs_struct,
+    is_converted,
+    outputs_struct,
+    producer_name,
+)
 
 # Neuron blocks compute in float32 under any global policy: a voltage integrated in
 # float16/bfloat16 drifts, `n * amplitude / dt` stops being whole spikes, and scaled
@@ -434,7 +439,7 @@ class _Conversion:
                     tuple(x.shape) if already_converted else (x.shape[0], n_steps, *x.shape[1:])
                 ),
                 dtype=x.dtype,
-                name=input_name(x),
+                name=producer_name(x),
             )
             for x in functional.inputs
         ]

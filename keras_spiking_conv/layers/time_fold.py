@@ -41,11 +41,6 @@ class TimeFold(Recorded, keras.layers.Wrapper):
     def __init__(self, layer, **kwargs):
         super().__init__(layer, **kwargs)
         self.supports_masking = False
-        # Output specs of one step, by the step shapes and dtypes of the inputs. A layer
-        # without `compute_output_shape` infers its spec by tracing `call`, which fails
-        # inside another trace (JAX's jitted `predict` walking the graph): the first,
-        # symbolic call fills this outside any trace.
-        self._step_specs = {}
 
     def _check_rank(self, shapes):
         for shape in shapes:
@@ -65,17 +60,13 @@ class TimeFold(Recorded, keras.layers.Wrapper):
         self.built = True
 
     def compute_output_spec(self, inputs, **kwargs):
-        flat = tree.flatten(inputs)
-        batch_time = tuple(flat[0].shape[:2])
-        key = tuple((tuple(x.shape[2:]), str(x.dtype)) for x in flat)
-        if key not in self._step_specs:
-            folded = tree.map_structure(
-                lambda x: keras.KerasTensor(_fold_shape(x.shape), dtype=x.dtype), inputs
-            )
-            self._step_specs[key] = self.layer.compute_output_spec(folded, **kwargs)
+        batch_time = tuple(tree.flatten(inputs)[0].shape[:2])
+        folded = tree.map_structure(
+            lambda x: keras.KerasTensor(_fold_shape(x.shape), dtype=x.dtype), inputs
+        )
+        outputs = self.layer.compute_output_spec(folded, **kwargs)
         return tree.map_structure(
-            lambda y: keras.KerasTensor((*batch_time, *y.shape[1:]), dtype=y.dtype),
-            self._step_specs[key],
+            lambda y: keras.KerasTensor((*batch_time, *y.shape[1:]), dtype=y.dtype), outputs
         )
 
     def call(self, inputs, training=None):

@@ -64,6 +64,11 @@ def unique_keys(names):
     return keys
 
 
+def state_key(path):
+    """The state key of a site at `path`: `"state_"` + the path joined with `__`, sanitized."""
+    return STATE_PREFIX + sanitize(PATH_SEPARATOR.join(path))
+
+
 def split_call(segment):
     """`("dense", 1)` for `"dense_call1"`; `("dense", None)` for `"dense"`."""
     head, sep, tail = segment.rpartition("_call")
@@ -112,9 +117,6 @@ def producer_name(tensor):
     """The name of the layer (or `Input`) that made a symbolic tensor, or None."""
     history = getattr(tensor, "_keras_history", None)
     return history[0].name if history else None
-
-
-input_name = producer_name
 
 
 def inputs_struct(model):
@@ -174,7 +176,7 @@ class Site:
     @property
     def key(self):
         """The state key: `"state_"` + the path joined with `__`, sanitized."""
-        return STATE_PREFIX + sanitize(PATH_SEPARATOR.join(self.path))
+        return state_key(self.path)
 
     def fill(self, values):
         """`(args, kwargs)` with every tensor slot replaced by its value in `values`."""
@@ -350,9 +352,10 @@ def _source(site):
 def _state_spec(layer, path):
     if not (isinstance(layer, FeatureSequence) and layer.has_state):
         return None
-    key = STATE_PREFIX + sanitize(PATH_SEPARATOR.join(path))
     shape = (None, *layer.cell.feature_shape)
-    return StateSpec(key, layer.name, path, layer.state_kind, shape, layer.compute_dtype)
+    return StateSpec(
+        state_key(path), layer.name, path, layer.state_kind, shape, layer.compute_dtype
+    )
 
 
 def plan_of(model):

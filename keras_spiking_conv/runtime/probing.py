@@ -15,7 +15,7 @@ import numpy as np
 from keras import tree
 
 from keras_spiking_conv.runtime.model import fuse
-from keras_spiking_conv.runtime.plan import input_name, inputs_struct, plan_of
+from keras_spiking_conv.runtime.plan import inputs_struct, plan_of, producer_name
 
 
 class DuplicateNamesError(ValueError):
@@ -37,7 +37,7 @@ def activity_model(model, sites, with_outputs=True, name=None):
     else:
         _check_unique_names(plan, sites)
         inputs = [
-            keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype, name=input_name(x))
+            keras.Input(batch_shape=tuple(x.shape), dtype=x.dtype, name=producer_name(x))
             for x in graph.inputs
         ]
         values = dict(zip(plan.inputs, inputs, strict=True))

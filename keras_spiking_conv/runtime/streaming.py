@@ -33,7 +33,7 @@ import keras
 from keras import ops, tree
 
 from keras_spiking_conv.runtime import engine
-from keras_spiking_conv.runtime.plan import StateSpec, outputs_struct, plan_of, sanitize
+from keras_spiking_conv.runtime.plan import StateSpec, outputs_struct, plan_of
 
 __all__ = [
     "Stream",
@@ -85,15 +85,10 @@ def check_model(model, where):
         )
 
 
-def input_names(model):
-    """Names of `model`'s inputs, in the order of `model.inputs` (sanitized)."""
-    return [sanitize(x.name) for x in model.inputs]
-
-
 def standardize_inputs(model, inputs, where, time_axis=True):
     """`inputs` (one array, a list, or a dict by input name) as a flat list ordered like
     `model.inputs`, with a rank check that explains a missing time axis."""
-    names = input_names(model)
+    names = plan_of(model).input_keys
     if isinstance(inputs, dict):
         missing = sorted(set(names) - set(inputs))
         if missing:
