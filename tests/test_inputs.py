@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import keras_spiking_conv as ksc
+from keras_spiking_conv.runtime.plan import is_converted
 from tests import models
 
 
@@ -130,3 +131,106 @@ def test_evaluate_on_a_tfds_mock_split_with_a_constant_input_model():
         assert 0.0 <= accuracy <= 1.0 and np.isfinite(loss)
         tiled = tfds_pipeline("mnist", "test", batch_size=8, n_steps=5)
         assert tuple(next(iter(tiled))[0].shape) == (8, 5, 28, 28, 1)
+
+
+def test_hash_uniform_matches_a_uint32_reference():
+    from keras_spiking_conv.layers.encoders import hash_uniform
+
+    def lowbias32(x):
+        x = np.uint32(x) if np.ndim(x) == 0 else x.astype(np.uint32)
+        x ^= x >> np.uint32(16)
+        x *= np.uint32(0x7FEB352D)
+        x ^= x >> np.uint32(15)
+        x *= np.uint32(0x846CA68B)
+        return x ^ (x >> np.uint32(16))
+
+    seed, steps = 12345, np.array([0, 7, 100000], dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        key = lowbias32(np.uint32(seed))
+        x = lowbias32(steps[:, None, None] ^ key)
+        x = lowbias32(x ^ np.arange(3, dtype=np.uint32)[:, None, None])
+        x = lowbias32(x ^ np.arange(6, dtype=np.uint32).reshape(1, 2, 3))
+    expected = (x >> np.uint32(8)).astype(np.float64) / 2**24
+    actual = keras.ops.convert_to_numpy(
+        hash_uniform(seed, keras.ops.convert_to_tensor(steps.astype("int32")), 3, (2, 3))
+    )
+    np.testing.assert_array_equal(actual, expected.astype("float32"))
+    # Uniform enough for rate coding: mean and spread over many draws.
+    many = keras.ops.convert_to_numpy(
+        hash_uniform(1, keras.ops.arange(64, dtype="int32"), 64, (100,))
+    )
+    assert abs(many.mean() - 0.5) < 0.01 and abs(many.std() - np.sqrt(1 / 12)) < 0.01
+
+
+@pytest.mark.parametrize("encoder", ["regular", "poisson"])
+def test_encoder_option_in_constant_and_tiled_models(encoder):
+    model = models.tutorial_convnet()
+    options = dict(
+        swap_activations={"relu": "spiking_relu"}, scale_firing_rates=1000, encoder=encoder, seed=3
+    )
+    converter = ksc.Converter(model, n_steps=8, **options)
+    assert converter.report.rows[0]["kind"] == "encoder"
+    constant = ksc.convert(model, n_steps=8, constant_input=True, **options)
+    x = _images(4) / 255.0
+    tiled = converter.model.predict(ksc.tile_time(x, 8), verbose=0)
+    np.testing.assert_array_equal(constant.predict(x, verbose=0), tiled)
+    assert np.abs(tiled).max() > 0
+    # The layer-wise execution draws the same spikes as the fused loop.
+    converter.model.execution = "layers"
+    np.testing.assert_allclose(
+        converter.model.predict(ksc.tile_time(x, 8), verbose=0), tiled, rtol=1e-5, atol=1e-4
+    )
+    # Re-converting with an encoder replaces the old one instead of adding a second.
+    again = ksc.Converter(converter.model, encoder="regular").report
+    assert [row["kind"] for row in again.rows[:2]] == ["encoder", "dropped"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(encoder="poisson"), r"encoder='poisson'.*needs `seed`"),
+        (dict(encoder="gaussian"), r"`encoder` must be None, 'regular', 'poisson'"),
+    ],
+)
+def test_encoder_option_is_checked(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        ksc.convert(models.tutorial_convnet(), **kwargs)
+
+
+def test_wrong_input_shapes_name_the_expected_shape():
+    model = models.tutorial_convnet()
+    tiled = ksc.convert(model, readout="mean")
+    constant = ksc.convert(model, n_steps=4, readout="mean", constant_input=True)
+    x = _images(4)
+    with pytest.raises(ValueError, match=r"expects shape \(batch, time, 28, 28, 1\).*tile_time"):
+        tiled.predict(x, verbose=0)
+    with pytest.raises(ValueError, match=r"expects shape \(batch, 28, 28, 1\).*4 steps"):
+        constant.predict(ksc.tile_time(x, 4), verbose=0)
+    with pytest.raises(ValueError, match=r"expects shape \(batch, 28, 28, 1\)"):
+        constant.predict(x[:, :20], verbose=0)
+    # Tools that work on time steps point to the time-axis network.
+    with pytest.raises(TypeError, match=r"constant-input model.*model\.network"):
+        ksc.probe(constant, ksc.tile_time(x, 4))
+    assert is_converted(constant.network) and constant.n_steps == 4
+
+
+@pytest.mark.tensorflow_only
+def test_evaluate_a_tf_data_dataset_and_reject_a_wrong_one():
+    import tensorflow as tf
+
+    model = models.tutorial_convnet()
+    snn = ksc.convert(model, n_steps=4, readout="mean", constant_input=True)
+    snn.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    x, y = _images(16), np.arange(16) % 10
+    loss, accuracy = snn.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
+    assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0
+    wrong = tf.data.Dataset.from_tensor_slices((ksc.tile_time(x, 4), y)).batch(8)
+    snn.compile(loss=snn.loss)  # a new evaluate function: traced for this dataset's shapes
+    with pytest.raises(ValueError, match=r"expects shape \(batch, 28, 28, 1\)"):
+        snn.evaluate(wrong, verbose=0)
+    strings = tf.data.Dataset.from_tensor_slices((tf.fill((16, 28, 28, 1), "a"), y)).batch(8)
+    snn.compile(loss=snn.loss)
+    with pytest.raises(ValueError, match=r"expects shape \(batch, 28, 28, 1\).*dtype string"):
+        snn.evaluate(strings, verbose=0)

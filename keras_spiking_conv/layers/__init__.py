@@ -3,6 +3,7 @@ the layer form of a `keras.ops` call."""
 
 from keras_spiking_conv.layers.encoders import (
     PoissonEncoder,
+    PoissonEncoderCell,
     RegularEncoder,
     RegularEncoderCell,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "LowpassSynapseCell",
     "OperationLayer",
     "PoissonEncoder",
+    "PoissonEncoderCell",
     "RegularEncoder",
     "RegularEncoderCell",
     "QuantizedReLU",

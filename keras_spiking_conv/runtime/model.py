@@ -68,14 +68,8 @@ class SpikingModel(keras.Model):
 
     def call(self, inputs, training=None, mask=None):
         fused = self._fused_network()
-        try:
-            flat = self._standardize_inputs(inputs)  # Keras' own checks and messages
-        except ValueError as error:
-            raise ValueError(
-                f"{error}\nA converted model takes (batch, time, ...) inputs: add a time "
-                "axis with keras_spiking_conv.tile_time(x, n_steps) (a constant input) or "
-                "x[:, None] (one step)."
-            ) from None
+        check_input_shapes(self, inputs, time_axis=True)
+        flat = self._standardize_inputs(inputs)  # Keras' own checks and conversions
         if fused is None:
             return super().call(inputs, training=training, mask=mask)
         outputs = fused(flat[0] if len(flat) == 1 else flat, training=training)
@@ -126,6 +120,92 @@ class ConstantInput(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConstantInputModel(keras.Model):
+    """The model `convert(..., constant_input=True)` returns.
+
+    It takes the original model's inputs, without a time axis, and holds each
+    for `n_steps` steps (its one layer is a `ConstantInput`). `fit`, `evaluate`
+    and `predict` work as for any Keras model. Tools that work on time steps
+    (`probe`, `Stream`, `export`, `latency_sweep`, `estimate_energy`, ...) take
+    its `network`, the converted model with a time axis, fed with
+    `tile_time(x, model.n_steps)`.
+    """
+
+    # Recorded, not parsed: the plan refuses this model and points to `network`.
+    constant_input = True
+
+    @property
+    def _constant_input_layer(self):
+        return next(layer for layer in self.layers if isinstance(layer, ConstantInput))
+
+    @property
+    def network(self):
+        """The converted model with a time axis that this model runs."""
+        return self._constant_input_layer.network
+
+    @property
+    def n_steps(self):
+        """The number of steps each input is held for."""
+        return self._constant_input_layer.n_steps
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Before Keras' own input check, whose message cannot say why.
+        check_input_shapes(self, inputs, time_axis=False)
+        return super().__call__(inputs, *args, **kwargs)
+
+
+def check_input_shapes(model, inputs, time_axis):
+    """Raises a ValueError naming the expected shape when an input cannot be `model`'s.
+
+    Keras' own standardization would expand a missing last axis of size 1, which
+    turns an image batch `(batch, 28, 28, 1)` into a wrong `(batch, 28, 28, 1, 1)`
+    sequence instead of an error, so ranks and known sizes are checked first.
+    """
+    expected = tree.flatten(inputs_struct(model))
+    received = tree.flatten(inputs)
+    if len(received) != len(expected):
+        return  # Keras' message names the number of inputs
+    for ref, x in zip(expected, received, strict=True):
+        dtype = keras.backend.standardize_dtype(getattr(x, "dtype", "float32"))
+        try:
+            shape = tuple(getattr(x, "shape", ()))
+        except ValueError:  # a traced tensor of unknown rank: nothing to check
+            continue
+        want = tuple(ref.shape)
+        ranks = [want] + ([want[:-1]] if want and want[-1] == 1 else [])
+        fits = any(
+            len(shape) == len(w)
+            and all(a is None or b is None or a == b for a, b in zip(shape[1:], w[1:], strict=True))
+            for w in ranks
+        )
+        if fits and dtype != "string":
+            continue
+        owner = f"{type(model).__name__} '{model.name}'"
+        shown = (
+            "(batch, "
+            + ", ".join("time" if i == 1 and time_axis else str(d) for i, d in enumerate(want) if i)
+            + ")"
+        )
+        if time_axis:
+            hint = (
+                "It takes a time axis: hold static inputs for T steps with "
+                "keras_spiking_conv.tile_time(x, T) (or tfds_pipeline(..., n_steps=T)), or "
+                "convert with constant_input=True and n_steps=T to feed them as they are."
+            )
+        else:
+            hint = (
+                f"It holds each input for its {model.n_steps} steps itself: feed inputs "
+                "without a time axis (a time series needs the model's `network`, which "
+                "takes (batch, time, ...))."
+            )
+        problem = f"dtype {dtype}" if fits else f"shape {shape}"
+        raise ValueError(
+            f"{owner}: input '{ref.name}' expects shape {shown} ({ref.dtype}), but received "
+            f"{problem}. {hint}"
+        )
+
+
 def constant_input_model(network, n_steps):
     """A model taking `network`'s inputs without their time axis, held for `n_steps`."""
     inputs = [
@@ -134,4 +214,4 @@ def constant_input_model(network, n_steps):
     ]
     inputs = tree.pack_sequence_as(inputs_struct(network), inputs)
     layer = ConstantInput(network, n_steps, name=f"{network.name}_constant_input")
-    return keras.Model(inputs, layer(inputs), name=network.name)
+    return ConstantInputModel(inputs, layer(inputs), name=network.name)
