@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import keras_spiking_conv as ksc
+import keras_spiking_conv.datasets
 from keras_spiking_conv.runtime.plan import is_converted
 from tests import models
 
@@ -234,3 +235,52 @@ def test_evaluate_a_tf_data_dataset_and_reject_a_wrong_one():
     snn.compile(loss=snn.loss)
     with pytest.raises(ValueError, match=r"expects shape \(batch, 28, 28, 1\).*dtype string"):
         snn.evaluate(strings, verbose=0)
+
+
+@pytest.mark.tensorflow_only
+def test_load_mnist_from_tfds_and_its_offline_fallback(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from keras_spiking_conv import datasets
+
+    with tfds.testing.mock_data(num_examples=12):
+        train, test = datasets.load_mnist(source="tfds", batch_size=5, n_steps=3)
+        images, labels = next(iter(train))
+        assert tuple(images.shape) == (5, 3, 28, 28, 1) and images.dtype.name == "float32"
+        assert sum(int(b[1].shape[0]) for b in test) == 12
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.warns(UserWarning, match="using the bundled real subset"):
+        train, test = datasets.load_mnist(source="tfds", batch_size=1000)
+    assert sum(int(b[1].shape[0]) for b in train) == 8000
+    assert tuple(next(iter(test))[0].shape) == (1000, 28, 28, 1)
+    with pytest.raises(RuntimeError, match="could not load 'mnist'.*data_dir"):
+        datasets.load_mnist(source="tfds", allow_fallback=False)
+
+
+def test_array_pipeline_feeds_both_kinds_of_model_lazily():
+    from keras_spiking_conv.datasets import ArrayPipeline
+
+    (x, y), _ = ksc.datasets.load_bundled_mnist()
+    x, y = x[:64], y[:64]
+    held = ArrayPipeline(x, y, batch_size=16, n_steps=4)
+    images, labels = held[0]
+    assert images.shape == (16, 4, 28, 28, 1) and images.strides[1] == 0  # a view, no copy
+    np.testing.assert_array_equal(images[:, 3], x[:16, :, :, None])
+    model = models.tutorial_convnet()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    tiled = ksc.convert(model, readout="mean")
+    tiled.compile(loss=loss, metrics=["accuracy"])
+    constant = ksc.convert(model, n_steps=4, readout="mean", constant_input=True)
+    constant.compile(keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
+    np.testing.assert_allclose(
+        tiled.evaluate(held, verbose=0),
+        constant.evaluate(ArrayPipeline(x, y, batch_size=16), verbose=0),
+        rtol=1e-5,
+    )
+    history = constant.fit(ArrayPipeline(x, y, 16, shuffle=True, seed=0), epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    with pytest.raises(ValueError, match="as many samples"):
+        ArrayPipeline(x, y[:10])
