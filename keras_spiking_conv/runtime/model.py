@@ -45,8 +45,45 @@ def fuse(model, stateful=False, batch_size=None):
     return keras.Model(inputs, layer(inputs), name=f"{model.name}_fused")
 
 
+class CheckedInputs:
+    """Mixin: `fit`, `evaluate` and `predict` check their data's shapes up front.
+
+    Keras traces its step functions once per input signature and then relaxes
+    them (a second rank becomes an unknown shape), so a wrong shape after a
+    first run would only meet an opaque error inside the trace. Arrays, a
+    `tf.data.Dataset`'s element spec and a `keras.utils.PyDataset`'s first batch
+    are checked before Keras sees them (`check_input_shapes`).
+    """
+
+    time_axis = True  # whether the model's inputs have a time axis
+
+    def _check_data(self, x):
+        if hasattr(x, "element_spec"):  # a tf.data.Dataset: its spec, no data read
+            x = x.element_spec
+        elif isinstance(x, keras.utils.PyDataset):
+            x = x[0]
+        else:
+            check_input_shapes(self, x, self.time_axis)
+            return
+        if isinstance(x, tuple):  # (inputs, targets[, weights])
+            x = x[0]
+        check_input_shapes(self, x, self.time_axis)
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_data(x)
+        return super().predict(x, *args, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SpikingModel(keras.Model):
+class SpikingModel(CheckedInputs, keras.Model):
     """The model `convert` returns: a functional graph over `(batch, time, ...)`.
 
     Its layers are the layer-wise conversion (inspect them, probe them,
@@ -121,7 +158,7 @@ class ConstantInput(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ConstantInputModel(keras.Model):
+class ConstantInputModel(CheckedInputs, keras.Model):
     """The model `convert(..., constant_input=True)` returns.
 
     It takes the original model's inputs, without a time axis, and holds each
@@ -134,6 +171,7 @@ class ConstantInputModel(keras.Model):
 
     # Recorded, not parsed: the plan refuses this model and points to `network`.
     constant_input = True
+    time_axis = False
 
     @property
     def _constant_input_layer(self):
@@ -162,6 +200,8 @@ def check_input_shapes(model, inputs, time_axis):
     turns an image batch `(batch, 28, 28, 1)` into a wrong `(batch, 28, 28, 1, 1)`
     sequence instead of an error, so ranks and known sizes are checked first.
     """
+    if inputs is None:
+        return
     expected = tree.flatten(inputs_struct(model))
     received = tree.flatten(inputs)
     if len(received) != len(expected):
