@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_spiking_conv.callbacks import firing_rates
 from keras_spiking_conv.conversion import convert, tile_time
-from keras_spiking_conv.datasets import load_mnist
+from keras_spiking_conv.datasets import load_mnist, prepare_images
 from keras_spiking_conv.latency import calibrate, quantize_activations
 from keras_spiking_conv.layers import QuantizedReLU
 from keras_spiking_conv.regularizers import TargetRate
@@ -79,7 +79,7 @@ def build_model(seed=0):
 
 def prepare(images):
     """uint8 `(n, 28, 28)` images to float32 `(n, 28, 28, 1)`, raw 0-255 as the tutorial."""
-    return np.asarray(images, dtype="float32")[..., None]
+    return prepare_images(images)
 
 
 def train_base(model, x, y, epochs=2, batch_size=200, verbose=1):

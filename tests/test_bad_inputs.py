@@ -198,7 +198,7 @@ def spiking():
 
 
 def test_input_without_time_axis_names_the_input_and_the_expected_shape(spiking):
-    with pytest.raises(ValueError, match=r"'x'.*Expected shape \(None, None, 4\)"):
+    with pytest.raises(ValueError, match=r"'x' expects shape \(batch, time, 4\).*tile_time"):
         spiking(np.ones((2, 4), "float32"))
 
 

@@ -3,12 +3,14 @@
 The converter is a short sequence of steps (numbered in `Converter`):
 1. check the model and every layer it contains, before any work;
 2. normalise the options (`swap_activations`, `scale_firing_rates`,
-   `synapse`, `activity_regularizer`, ...) into typed values;
-3. replay the model's graph on inputs with a time axis
+   `synapse`, `activity_regularizer`, `encoder`, ...) into typed values;
+3. replay the model's graph on inputs with a time axis (each through an
+   encoder if one is asked for)
    (`keras.models.clone_model` with a `call_function`), converting each layer
    call with the rule registered for its class (`keras.ops` calls and layers
    without a rule by the generic rules), copying weights as it goes;
-4. add the readout and return a `SpikingModel`, with a report.
+4. add the readout and return a `SpikingModel` (wrapped to hold constant
+   inputs when asked), with a report.
 """
 
 import dataclasses
@@ -34,14 +36,16 @@ from keras_spiking_conv.conversion.report import ConversionReport
 from keras_spiking_conv.conversion.rules import block_layers
 from keras_spiking_conv.layers import (
     LowpassSynapse,
+    PoissonEncoder,
     RateScale,
+    RegularEncoder,
     SpikingReLU,
     SpikingReLUCell,
     TimeFold,
     TimeReadout,
 )
 from keras_spiking_conv.layers.readout import check_readout
-from keras_spiking_conv.runtime.model import SpikingModel
+from keras_spiking_conv.runtime.model import SpikingModel, constant_input_model
 from keras_spiking_conv.runtime.plan import (
     inputs_struct,
     is_converted,
@@ -99,9 +103,11 @@ class Options:
         dt,
         seed,
         initial_voltage,
+        encoder=None,
     ):
         self.dt = check_number("dt", dt, owner="convert()", positive=True)
         self.seed = check_seed("seed", seed, owner="convert()")
+        self.encoder = self._encoder(encoder)
         self.initial_voltage = self._per_layer(
             "initial_voltage", initial_voltage, INITIAL_VOLTAGE, check=check_initial_voltage
         )
@@ -117,6 +123,39 @@ class Options:
         self.used_swap_keys = set()
         self.used_layer_keys = set()
         self.generic_classes = set()
+
+    def _encoder(self, encoder):
+        """`encoder` as a function `(index, name) -> new encoder layer`, or None."""
+        if encoder is None:
+            return None
+        if encoder == "regular":
+            return lambda i, name: RegularEncoder(1.0 / self.dt, self.dt, name=name)
+        if encoder == "poisson":
+            if self.seed is None:
+                raise ValueError(
+                    "convert(): `encoder='poisson'` needs `seed` (an integer), so that its "
+                    "spikes can be reproduced. Pass e.g. convert(model, encoder='poisson', "
+                    "seed=0)."
+                )
+            return lambda i, name: PoissonEncoder(
+                1.0 / self.dt, self.dt, seed=self.seed + i, name=name
+            )
+        if isinstance(encoder, (RegularEncoder, PoissonEncoder)):
+            config = encoder.get_config()
+
+            def make(i, name):
+                layer_config = {**config, "name": name}
+                if "seed" in layer_config:  # one stream per input
+                    layer_config["seed"] += i
+                return type(encoder).from_config(layer_config)
+
+            return make
+        raise ValueError(
+            "convert(): `encoder` must be None, 'regular', 'poisson' or a configured "
+            "keras_spiking_conv.layers.RegularEncoder or PoissonEncoder (e.g. "
+            "PoissonEncoder(max_rate=1000, max_value=255, seed=0) for raw pixels). "
+            f"Received: encoder={encoder!r}"
+        )
 
     @staticmethod
     def _swap(swap_activations):
@@ -444,8 +483,20 @@ class _Conversion:
             for x in functional.inputs
         ]
         input_struct = keras.tree.pack_sequence_as(inputs_struct(functional), inputs)
+        # With an encoder, every layer reading an input reads its encoding instead.
+        encoded = {}
+        if options.encoder is not None:
+            for i, x in enumerate(inputs):
+                name = self.context.unique_name(f"{x.name}_encoder")
+                layer = options.encoder(i, name)
+                encoded[id(x)] = layer(x)
+                self.report.add_layer(layer, kind="encoder")
 
         def call_function(layer, *args, **kwargs):
+            if encoded:
+                args, kwargs = keras.tree.map_structure(
+                    lambda t: encoded.get(id(t), t), (args, kwargs)
+                )
             return self.context.convert_call(layer, args, kwargs)
 
         self.model = keras.models.clone_model(
@@ -485,12 +536,20 @@ class Converter:
         initial_voltage=INITIAL_VOLTAGE,
         readout=None,
         strict=False,
+        constant_input=False,
+        encoder=None,
     ):
         # 1. Check the model and every layer it contains, before any work.
         check_model(model, strict=bool(strict))
         # 2. Normalise the options.
         readout = check_readout(readout, owner="convert()")
         n_steps = _check_n_steps(n_steps)
+        if constant_input and n_steps is None:
+            raise ValueError(
+                "convert(): `constant_input=True` runs a fixed number of steps on each "
+                "input; give it with `n_steps`, e.g. convert(model, n_steps=30, "
+                "constant_input=True). Received: n_steps=None"
+            )
         options = Options(
             swap_activations,
             scale_firing_rates,
@@ -499,6 +558,7 @@ class Converter:
             dt,
             seed,
             initial_voltage,
+            encoder,
         )
         already = is_converted(model)
         if already and n_steps is not None:
@@ -512,8 +572,11 @@ class Converter:
         conversion = _Conversion(model, options, already, rng, n_steps)
         options.warn_unused()
         conversion.report.finalize()
-        # 4. Add the readout and return a SpikingModel, with the report.
+        # 4. Add the readout and return a SpikingModel (or, for a constant input, a model
+        # taking the original inputs), with the report.
         self.model = _spiking_model(conversion, readout)
+        if constant_input:
+            self.model = constant_input_model(self.model, n_steps)
         self.report = conversion.report
 
 
@@ -594,6 +657,20 @@ def convert(model, **kwargs):
             (`Stream`, `process_chunk`, `export`'s `step` and `chunk`
             signatures) return every step's output before it. Re-converting
             applies the new `readout`. Defaults to `None`.
+        constant_input: Return a model that takes the original inputs (no time
+            axis) and holds each for `n_steps` steps (which must be given),
+            without a `(batch, n_steps, ...)` copy: the layers before the first
+            neuron or synapse run once, the rest in the step engine's loop. Its
+            outputs are `(batch, n_steps, ...)`, or `(batch, ...)` with a
+            `readout`. Defaults to `False`.
+        encoder: Encode each input as spikes before the first layer: `None`
+            (inputs as they are), `"regular"` (deterministic rate coding,
+            `RegularEncoder`), `"poisson"` (seeded Poisson rate coding, needs
+            `seed`; input `i` gets `seed + i`), both at one spike per step for
+            an input of 1, or a configured `RegularEncoder`/`PoissonEncoder`
+            (e.g. `max_value=255.0` for raw pixels), copied per input.
+            Re-converting with an `encoder` replaces the model's encoders.
+            Defaults to `None`.
         strict: Refuse layers that have no conversion rule. By default such a
             layer is applied at every timestep (time folded into the batch)
             once a check on random inputs shows it works per sample and keeps

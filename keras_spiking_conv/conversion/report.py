@@ -10,7 +10,8 @@ class ConversionReport:
             `kind`, `became`, `spiking`, `note`. `kind` is `"rate"` (folded over
             time by its rule), `"neuron"`, `"generic"` (no rule: folded over
             time after a per-sample check), `"operation"` (a `keras.ops` call),
-            `"nested"`, `"kept"`, `"dropped"` or `"readout"`.
+            `"nested"`, `"kept"`, `"dropped"`, `"readout"` or `"encoder"` (a
+            spike encoder, added by the `encoder` option or kept).
         nested: Reports of nested models, by name.
     """
 
@@ -26,7 +27,7 @@ class ConversionReport:
             {"spiking": spiking, "scale": scale, "synapse": synapse, "neuron": neuron}
         )
 
-    def add_layer(self, layer, kind, activation=None, source=None):
+    def add_layer(self, layer, kind, activation=None, source=None, note=None):
         name = source or layer.name
         row = {"layer": layer.name, "class": type(layer).__name__, "kind": kind, "spiking": False}
         if kind == "operation":
@@ -40,6 +41,9 @@ class ConversionReport:
         elif kind == "dropped":
             row["became"] = "rebuilt from the options"
             row["note"] = "scales and synapses are rebuilt with their neuron"
+        elif kind == "encoder":
+            row["became"] = "spike encoder (runs over time)"
+            row["note"] = "encodes an input as spikes; the `encoder` option replaces it"
         elif kind == "readout":
             row["became"] = "rebuilt from the options"
             row["note"] = "the readout follows convert's `readout` option"
@@ -68,6 +72,8 @@ class ConversionReport:
                     f"activation '{activation}' is not a ReLU: stays a rate layer unless "
                     "listed in swap_activations"
                 )
+        if note is not None:
+            row["note"] = note
         self.rows.append(row)
 
     def finalize(self):

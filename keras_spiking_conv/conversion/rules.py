@@ -14,8 +14,10 @@ from keras_spiking_conv.conversion.activations import layer_activation_key
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import (
     LowpassSynapse,
+    PoissonEncoder,
     QuantizedReLU,
     RateScale,
+    RegularEncoder,
     SpikingReLU,
     TimeFold,
     TimeReadout,
@@ -149,6 +151,16 @@ def readout_rule(layer, args, kwargs, context):
     """Re-converting: the readout is rebuilt from the `readout` option."""
     context.record(layer, kind="readout")
     return args[0]
+
+
+@register_rule(RegularEncoder, PoissonEncoder)
+def encoder_rule(layer, args, kwargs, context):
+    """Re-converting: an encoder is kept, unless the `encoder` option replaces it."""
+    if context.options.encoder is not None:
+        context.record(layer, kind="dropped", note="replaced by convert's `encoder` option")
+        return args[0]
+    context.record(layer, kind="encoder")
+    return context.keep(layer, args, kwargs)
 
 
 @register_rule(RateScale, LowpassSynapse)

@@ -1,6 +1,12 @@
 """Stateful spiking layers, the QCFS activation, the time-folding wrapper, the readout and
 the layer form of a `keras.ops` call."""
 
+from keras_spiking_conv.layers.encoders import (
+    PoissonEncoder,
+    PoissonEncoderCell,
+    RegularEncoder,
+    RegularEncoderCell,
+)
 from keras_spiking_conv.layers.lowpass import LowpassSynapse, LowpassSynapseCell
 from keras_spiking_conv.layers.operation import OperationLayer
 from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
@@ -13,6 +19,10 @@ __all__ = [
     "LowpassSynapse",
     "LowpassSynapseCell",
     "OperationLayer",
+    "PoissonEncoder",
+    "PoissonEncoderCell",
+    "RegularEncoder",
+    "RegularEncoderCell",
     "QuantizedReLU",
     "RateScale",
     "SpikingReLU",

@@ -22,7 +22,7 @@ from keras_spiking_conv.runtime.plan import plan_of, readout_of
 PACKAGE = "keras_spiking_conv"
 
 
-def step(plan, inputs, states, training=False):
+def step(plan, inputs, states, training=False, constants=None):
     """One timestep of the network of `plan`.
 
     Args:
@@ -30,19 +30,46 @@ def step(plan, inputs, states, training=False):
         inputs: One tensor per model input, `(batch, *features)`.
         states: Dict state key -> `(batch, *features)` tensor.
         training: Training mode.
+        constants: Dict value id -> tensor of values that are the same at every
+            step (see `constant_prefix`): their sites are skipped. `inputs` may
+            then be None.
 
     Returns:
         `(outputs, new_states)`: one tensor per model output (before any
         readout), and the states after the step.
     """
-    values = dict(zip(plan.inputs, inputs, strict=True))
+    values = dict(zip(plan.inputs, inputs, strict=True)) if inputs is not None else {}
+    values.update(constants or {})
     new_states = {}
     for site in plan.sites:
+        if constants and site.outputs[0] in constants:
+            continue  # computed once, before the loop
         args, kwargs = site.fill(values)
         outputs = _step_site(site, args, kwargs, states, new_states, training)
         for i, y in zip(site.outputs, tree.flatten(outputs), strict=True):
             values[i] = y
     return [values[i] for i in plan.outputs], new_states
+
+
+def constant_prefix(plan):
+    """The sites whose outputs stay the same at every step when every input is held
+    constant (stateless sites that read only inputs or such outputs), in order."""
+    constant, sites = set(plan.inputs), []
+    for site in plan.sites:
+        if site.role in ("stateless", "scale") and all(i in constant for i in site.inputs):
+            constant.update(site.outputs)
+            sites.append(site)
+    return sites
+
+
+def run_sites(sites, values, training=False):
+    """Runs `sites` (one step each) on `values` (dict id -> tensor), adding their outputs."""
+    for site in sites:
+        args, kwargs = site.fill(values)
+        outputs = _step_site(site, args, kwargs, {}, {}, training)
+        for i, y in zip(site.outputs, tree.flatten(outputs), strict=True):
+            values[i] = y
+    return values
 
 
 def _training(layer, training):
@@ -113,6 +140,9 @@ class NetworkCell(keras.layers.Layer):
         ]
         self.state_size = [-1] * len(self.keys) if self.keys else [1]
         self.output_size = sum(math.prod(s) for s in self.output_shapes)
+        # Values that are the same at every step (`FusedNetwork.run_constant` sets them
+        # for the duration of one loop), or None.
+        self.constants = None
 
     def build(self, input_shape):
         self.built = True
@@ -149,7 +179,10 @@ class NetworkCell(keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         current = dict(zip(self.keys, states, strict=False))
-        outputs, new_states = step(self.plan, self.split_inputs(inputs), current, training)
+        if self.constants is not None:  # a constant input: only the loop's part runs
+            outputs, new_states = step(self.plan, None, current, training, self.constants)
+        else:
+            outputs, new_states = step(self.plan, self.split_inputs(inputs), current, training)
         flat_out = [ops.reshape(y, (ops.shape(y)[0], -1)) for y in outputs]
         output = flat_out[0] if len(flat_out) == 1 else ops.concatenate(flat_out, axis=-1)
         if not self.keys:
@@ -188,6 +221,9 @@ class FusedNetwork(keras.layers.Layer):
         self.rnn = keras.layers.RNN(
             self.cell, return_sequences=True, stateful=stateful, dtype=self.dtype_policy
         )
+        self.constant_rnn = keras.layers.RNN(
+            self.cell, return_sequences=True, dtype=self.dtype_policy
+        )
         # Chunks from given states: the same cell in the same loop, also returning states.
         self.chunk_rnn = keras.layers.RNN(
             self.cell, return_sequences=True, return_state=True, dtype=self.dtype_policy
@@ -217,7 +253,9 @@ class FusedNetwork(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         sequence, leading = self._sequence(inputs)
-        output = self.rnn(sequence, training=training)
+        return self._read_out(self.rnn(sequence, training=training), leading)
+
+    def _read_out(self, output, leading):
         outputs = []
         for piece, spec, readout in zip(
             self.cell.split_outputs(output, leading),
@@ -229,6 +267,26 @@ class FusedNetwork(keras.layers.Layer):
                 piece = readout(piece)
             outputs.append(ops.cast(piece, spec.dtype))
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def run_constant(self, inputs, n_steps, training=False):
+        """The network on inputs held constant for `n_steps` steps (inputs without a time
+        axis): the sites before the first neuron or synapse run once, the rest in the
+        loop. Returns the outputs as `call` does (each read out if it has a readout)."""
+        flat = tree.flatten(inputs)
+        values = run_sites(
+            constant_prefix(self.cell.plan),
+            dict(zip(self.cell.plan.inputs, flat, strict=True)),
+            training,
+        )
+        batch = ops.shape(flat[0])[0]
+        # The loop needs a sequence to run over: one number per step, not the inputs.
+        clock = ops.zeros((batch, n_steps, 1), dtype=self.compute_dtype)
+        self.cell.constants = values
+        try:
+            output = self.constant_rnn(clock, training=training)
+        finally:
+            self.cell.constants = None
+        return self._read_out(output, (batch, n_steps))
 
     def run_chunk(self, inputs, states, training=False):
         """The network on a chunk from given states: `(outputs, new_states)`, outputs

@@ -204,6 +204,14 @@ class Plan:
     """
 
     def __init__(self, model):
+        if getattr(model, "constant_input", False):
+            raise TypeError(
+                f"Model '{model.name}' is a constant-input model (convert(..., "
+                "constant_input=True)): it takes inputs without a time axis and works with "
+                "fit, evaluate and predict. For tools that work on time steps, use its "
+                f"converted network with a time axis: `model.network`, fed with "
+                f"keras_spiking_conv.tile_time(x, {model.n_steps})."
+            )
         self.model = model
         self.graph = graph_of(model)
         self.sites = []
