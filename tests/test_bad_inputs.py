@@ -289,6 +289,43 @@ def test_probing_a_layer_that_runs_twice_lists_its_calls():
         firing_rates(snn, [np.ones((1, 2, 4))] * 2, layers=["sum"])
 
 
+def test_probe_error_suggests_only_names_that_work():
+    # A layer inside a nested model called twice: the error offers `inner_dense_call0`,
+    # `inner_dense_call1`, ..., and each is the call of the path listed at its place.
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, L.Dense(3, activation="relu", name="inner_dense")(inner_in))
+    a = keras.Input((4,))
+    model = keras.Model(a, L.Add()([inner(a), inner(L.Dense(4, name="mid")(a))]))
+    snn = ksc.convert(model, swap_activations={"relu": "relu"})  # rate neurons: ReLU values
+    with pytest.raises(ValueError, match=r"or `inner_dense_call0`, `inner_dense_call1`, \.\.\."):
+        ksc.probe(snn, ["inner_dense"])
+    x = ksc.tile_time(np.random.default_rng(0).uniform(0, 1, (2, 4)).astype("float32"), 3)
+    paths = [f"{inner.name}/inner_dense_neuron", f"{inner.name}_call1/inner_dense_neuron"]
+    by_path = ksc.probe(snn, paths).predict(x, verbose=0)[1:]
+    by_alias = ksc.probe(snn, ["inner_dense_call0", "inner_dense_call1"]).predict(x, verbose=0)
+    np.testing.assert_array_equal(by_alias[1], by_path[0])
+    np.testing.assert_array_equal(by_alias[2], by_path[1])
+    assert not np.array_equal(by_path[0], by_path[1])
+    with pytest.raises(ValueError, match=r"no layer 'inner_dense_call2'"):
+        ksc.probe(snn, ["inner_dense_call2"])
+    # Two different layers of one name (in two nested models): no alias is offered.
+    blocks = []
+    for name in ("b1", "b2"):
+        block_in = keras.Input((4,))
+        blocks.append(
+            keras.Model(block_in, L.Dense(2, activation="relu", name="same")(block_in), name=name)
+        )
+    c = keras.Input((4,))
+    twins = ksc.convert(
+        keras.Model(c, L.Add()([blocks[0](c), blocks[1](c)])),
+        swap_activations={"relu": "spiking_relu"},
+    )
+    with pytest.raises(ValueError, match=r"'same' matches 2 .*the one you want\.$"):
+        ksc.probe(twins, ["same"])
+    with pytest.raises(ValueError, match=r"no layer 'same_call0'"):
+        ksc.probe(twins, ["same_call0"])
+
+
 # -- NaN and Inf: they propagate, never as plausible spike counts -----------------------
 
 
