@@ -299,7 +299,17 @@ class ConversionContext(LayerCloner):
             return self._convert_nested(layer, args)
         if not isinstance(layer, keras.layers.Layer):
             return operation_rule(layer, args, kwargs, self)
-        return (get_rule(layer) or generic_rule)(layer, args, kwargs, self)
+        rule = get_rule(layer)
+        if rule is None:
+            return generic_rule(layer, args, kwargs, self)
+        before = len(self.report.rows)
+        outputs = rule(layer, args, kwargs, self)
+        # The report lists every layer: one a registered rule did not record is listed
+        # with the rule that converted it.
+        recorded = any(row["layer"] == layer.name for row in self.report.rows[before:])
+        if not recorded and not isinstance(layer, keras.layers.InputLayer):
+            self.record(layer, kind="custom", rule=rule.__name__)
+        return outputs
 
     def warn_generic(self, layer):
         """Warns, once per class and conversion, that a layer was converted generically."""
@@ -400,6 +410,15 @@ class ConversionContext(LayerCloner):
         return x
 
     def record(self, layer, **info):
+        """Adds a row for `layer` to the conversion report.
+
+        Args:
+            layer: The original layer (or `keras.ops` operation).
+            **info: `kind` (`"rate"`, `"neuron"`, `"generic"`, `"operation"`,
+                `"nested"`, `"kept"`, `"dropped"`, `"readout"` or `"custom"`),
+                and optionally `activation` (its activation key), `source` (the
+                original layer's name, if different) and `rule` (a rule's name).
+        """
         self.report.add_layer(layer, **info)
 
 
