@@ -485,8 +485,10 @@ def as_functional(model):
 class Converter:
     """Converts a Keras model to a time-distributed spiking model (NengoDL vocabulary).
 
-    See `convert` for the arguments. Attributes:
-        model: The converted `keras.Model`.
+    Takes the arguments of `convert` (see there for each) and keeps the report.
+
+    Attributes:
+        model: The converted `keras.Model` (a `SpikingModel`), as `convert` returns it.
         report: A `ConversionReport`: what each original layer became.
     """
 
@@ -559,7 +561,20 @@ def _spiking_model(conversion, readout):
     return SpikingModel(inputs_struct(graph), outputs, name=graph.name)
 
 
-def convert(model, **kwargs):
+def convert(
+    model,
+    *,
+    swap_activations=None,
+    scale_firing_rates=None,
+    synapse=None,
+    activity_regularizer=None,
+    dt=0.001,
+    n_steps=None,
+    seed=None,
+    initial_voltage=INITIAL_VOLTAGE,
+    readout=None,
+    strict=False,
+):
     """Converts a Keras model into a time-distributed (spiking) Keras model.
 
     Each input of the result is `(batch, time, *input_shape)` and each output
@@ -634,7 +649,19 @@ def convert(model, **kwargs):
     y = snn.predict(np.repeat(x[:, None], 30, axis=1))  # (batch, 30, 10)
     ```
     """
-    return Converter(model, **kwargs).model
+    return Converter(
+        model,
+        swap_activations=swap_activations,
+        scale_firing_rates=scale_firing_rates,
+        synapse=synapse,
+        activity_regularizer=activity_regularizer,
+        dt=dt,
+        n_steps=n_steps,
+        seed=seed,
+        initial_voltage=initial_voltage,
+        readout=readout,
+        strict=strict,
+    ).model
 
 
 __all__ = ["ConversionError", "Converter", "convert", "is_converted"]

@@ -31,19 +31,24 @@ from keras_spiking_conv.layers.base import FeatureSequence
 STATE_PREFIX = "state_"
 PATH_SEPARATOR = "__"
 
-StateSpec = collections.namedtuple("StateSpec", ["key", "layer", "path", "kind", "shape", "dtype"])
-StateSpec.__doc__ = """One state of a converted model (see `state_layout`).
 
-Attributes:
-    key: The state's key, e.g. `"state_conv2d_neuron"`.
-    layer: Name of the layer that owns the state.
-    path: Names of the nested models and the layer, outermost first (calls
-        after the first have `"_call<k>"` appended).
-    kind: `"voltage"` (a `SpikingReLU`), `"filter"` (a `LowpassSynapse`) or
-        `"state"` (another `FeatureSequence` layer).
-    shape: Shape of the state, `(None, *features)` (batch first).
-    dtype: The state's dtype, e.g. `"float32"`.
-"""
+class StateSpec(
+    collections.namedtuple("StateSpec", ["key", "layer", "path", "kind", "shape", "dtype"])
+):
+    """One state of a converted model (see `state_layout`).
+
+    Attributes:
+        key: The state's key, e.g. `"state_conv2d_neuron"`.
+        layer: Name of the layer that owns the state.
+        path: Names of the nested models and the layer, outermost first (calls
+            after the first have `"_call<k>"` appended).
+        kind: `"voltage"` (a `SpikingReLU`), `"filter"` (a `LowpassSynapse`) or
+            `"state"` (another `FeatureSequence` layer).
+        shape: Shape of the state, `(None, *features)` (batch first).
+        dtype: The state's dtype, e.g. `"float32"`.
+    """
+
+    __slots__ = ()
 
 
 def sanitize(name):
