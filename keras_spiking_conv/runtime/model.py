@@ -79,4 +79,9 @@ class SpikingModel(keras.Model):
         if fused is None:
             return super().call(inputs, training=training, mask=mask)
         outputs = fused(flat[0] if len(flat) == 1 else flat, training=training)
-        return tree.pack_sequence_as(outputs_struct(self), tree.flatten(outputs))
+        outputs = tree.pack_sequence_as(outputs_struct(self), tree.flatten(outputs))
+        # As Keras' functional call: one output in a list (a Sequential model's) is returned
+        # alone, so both executions give the same structure.
+        if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+            return outputs[0]
+        return outputs
