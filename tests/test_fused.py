@@ -103,9 +103,10 @@ def test_convert_returns_a_spiking_model_that_picks_its_execution(tmp_path):
 
 
 @pytest.mark.parametrize("wrap", ["sequential", "list", "single"])
-def test_both_executions_return_the_output_structure_keras_does(wrap):
+def test_every_execution_returns_the_output_structure_keras_does(wrap):
     # Keras returns a functional model's one output alone even when built from a list (as
-    # a Sequential model's is); the fused execution returned a list of one there.
+    # a Sequential model's is); the fused execution, Stream and process_chunk returned a
+    # list of one there.
     layers = [keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
     if wrap == "sequential":
         model = keras.Sequential([keras.Input((4,)), *layers])
@@ -120,3 +121,7 @@ def test_both_executions_return_the_output_structure_keras_does(wrap):
             snn.execution = execution
             assert snn.predict(x, verbose=0).shape == (2, 3, 2)
             assert tuple(snn(x).shape) == (2, 3, 2)
+        # Streaming runs the same engine and returns the same structure.
+        assert ksc.Stream(snn)(x).shape == (2, 3, 2)
+        outputs, _ = ksc.process_chunk(snn, x, ksc.initial_states(snn, 2))
+        assert tuple(outputs.shape) == (2, 3, 2)

@@ -134,6 +134,15 @@ def outputs_struct(model):
     return graph_of(model)._outputs_struct
 
 
+def pack_outputs(model, flat):
+    """Flat outputs structured as calling `model` returns them: as its outputs, except that
+    one output in a list (a Sequential model's) comes alone, as in Keras' functional call."""
+    outputs = tree.pack_sequence_as(outputs_struct(model), tree.flatten(flat))
+    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+        return outputs[0]
+    return outputs
+
+
 class _Ref:
     """A tensor slot in a site's arguments: the id of the value it takes."""
 
