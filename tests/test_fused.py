@@ -125,3 +125,20 @@ def test_every_execution_returns_the_output_structure_keras_does(wrap):
         assert ksc.Stream(snn)(x).shape == (2, 3, 2)
         outputs, _ = ksc.process_chunk(snn, x, ksc.initial_states(snn, 2))
         assert tuple(outputs.shape) == (2, 3, 2)
+
+
+def test_weights_save_and_load_after_the_model_ran(tmp_path):
+    # Running a model with state caches its step engine on it, which refers back to the
+    # model; Keras' load_weights walked that cycle until the recursion limit.
+    model = models.tutorial_convnet()
+    options = {"swap_activations": {"relu": "spiking_relu"}, "synapse": 0.01}
+    snn = ksc.convert(model, **options)
+    x = _inputs(model, 2, 5)
+    expected = snn.predict(x, verbose=0)
+    snn.save_weights(tmp_path / "w.weights.h5")
+    snn.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(snn.predict(x, verbose=0), expected)
+    other = ksc.convert(models.tutorial_convnet(), **options)
+    other.predict(x, verbose=0)
+    other.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(other.predict(x, verbose=0), expected)
