@@ -1,6 +1,20 @@
 """keras-spiking-conv: convert Keras networks to spiking neural networks."""
 
-from keras_spiking_conv import layers, neurons
+# Every public module is an attribute of the package, as in Keras (`keras.callbacks.X`
+# after `import keras`); `export` is the function of the module of that name.
+from keras_spiking_conv import (
+    callbacks,
+    conversion,
+    datasets,
+    demo,
+    latency,
+    layers,
+    neurons,
+    plotting,
+    regularizers,
+    runtime,
+    saving,
+)
 from keras_spiking_conv.conversion import (
     ConversionError,
     ConversionReport,
@@ -81,6 +95,15 @@ __all__ = [
     "OperationLayer",
     "TimeReadout",
     "QuantizedReLU",
+    "callbacks",
+    "conversion",
+    "datasets",
+    "demo",
+    "latency",
     "layers",
     "neurons",
+    "plotting",
+    "regularizers",
+    "runtime",
+    "saving",
 ]

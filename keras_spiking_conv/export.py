@@ -144,8 +144,10 @@ def export(model, path, *, overwrite=False, batch_size=None, n_steps=None, verbo
     a layer called twice has a second state with `"_call1"` added). Rate-mode
     neurons have no state. `keras_spiking_conv.state_layout(model)` lists the
     keys, layers, kinds and shapes. The initial state is zero for synapses and
-    each neuron's initial voltage (fixed random voltages by default) for neurons;
-    use the `initial_state` signature rather than building it by hand.
+    each neuron's initial voltage for neurons: 0.5 (mid-threshold, `convert`'s
+    default), or the fixed random voltages stored in the model with
+    `convert(..., initial_voltage="random")`; use the `initial_state` signature
+    rather than building it by hand.
 
     Running `step` for `T` steps from `initial_state` reproduces the outputs of
     `sequence` on the same `T` steps (the same spikes).

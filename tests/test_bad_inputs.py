@@ -231,6 +231,19 @@ def test_zero_steps_in_rate_mode_give_empty_outputs():
     assert out.shape == (2, 0, 2)
 
 
+def test_zero_steps_in_rate_mode_with_a_convolution_depend_on_the_backend():
+    # docs/reliability.md: nothing checks a zero-length time axis in rate mode. JAX and
+    # PyTorch return (batch, 0, ...); TensorFlow's convolutions on an empty batch do not
+    # keep their shapes (an eager call returns the input's spatial shape here). This pins
+    # that TensorFlow behaviour, so we notice if it changes.
+    model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(2, 3, strides=2)])
+    out = ksc.convert(model)(np.ones((2, 0, 6, 6, 1), "float32"))
+    if keras.backend.backend() == "tensorflow":
+        assert tuple(out.shape) == (2, 0, 6, 6, 2)
+    else:
+        assert tuple(out.shape) == (2, 0, 2, 2, 2)
+
+
 def test_zero_steps_with_spiking_neurons_raise(spiking):
     # Today: the backend's indexing error from inside the recurrent loop (StridedSlice's
     # InvalidArgumentError on TensorFlow, IndexError on JAX and PyTorch), never an output.
@@ -287,6 +300,43 @@ def test_probing_a_layer_that_runs_twice_lists_its_calls():
         assert firing_rates(twins, np.ones((1, 2, 4))) == {}
     with pytest.raises(ValueError, match=r"'sum' in .* is a TimeFold, not a neuron"):
         firing_rates(snn, [np.ones((1, 2, 4))] * 2, layers=["sum"])
+
+
+def test_probe_error_suggests_only_names_that_work():
+    # A layer inside a nested model called twice: the error offers `inner_dense_call0`,
+    # `inner_dense_call1`, ..., and each is the call of the path listed at its place.
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, L.Dense(3, activation="relu", name="inner_dense")(inner_in))
+    a = keras.Input((4,))
+    model = keras.Model(a, L.Add()([inner(a), inner(L.Dense(4, name="mid")(a))]))
+    snn = ksc.convert(model, swap_activations={"relu": "relu"})  # rate neurons: ReLU values
+    with pytest.raises(ValueError, match=r"or `inner_dense_call0`, `inner_dense_call1`, \.\.\."):
+        ksc.probe(snn, ["inner_dense"])
+    x = ksc.tile_time(np.random.default_rng(0).uniform(0, 1, (2, 4)).astype("float32"), 3)
+    paths = [f"{inner.name}/inner_dense_neuron", f"{inner.name}_call1/inner_dense_neuron"]
+    by_path = ksc.probe(snn, paths).predict(x, verbose=0)[1:]
+    by_alias = ksc.probe(snn, ["inner_dense_call0", "inner_dense_call1"]).predict(x, verbose=0)
+    np.testing.assert_array_equal(by_alias[1], by_path[0])
+    np.testing.assert_array_equal(by_alias[2], by_path[1])
+    assert not np.array_equal(by_path[0], by_path[1])
+    with pytest.raises(ValueError, match=r"no layer 'inner_dense_call2'"):
+        ksc.probe(snn, ["inner_dense_call2"])
+    # Two different layers of one name (in two nested models): no alias is offered.
+    blocks = []
+    for name in ("b1", "b2"):
+        block_in = keras.Input((4,))
+        blocks.append(
+            keras.Model(block_in, L.Dense(2, activation="relu", name="same")(block_in), name=name)
+        )
+    c = keras.Input((4,))
+    twins = ksc.convert(
+        keras.Model(c, L.Add()([blocks[0](c), blocks[1](c)])),
+        swap_activations={"relu": "spiking_relu"},
+    )
+    with pytest.raises(ValueError, match=r"'same' matches 2 .*the one you want\.$"):
+        ksc.probe(twins, ["same"])
+    with pytest.raises(ValueError, match=r"no layer 'same_call0'"):
+        ksc.probe(twins, ["same_call0"])
 
 
 # -- NaN and Inf: they propagate, never as plausible spike counts -----------------------

@@ -414,7 +414,7 @@ def test_probe_paths_for_every_call_sequential_and_dict_inputs():
     np.testing.assert_allclose(out, first + second, rtol=1e-5)
     assert stats["block/inner_neuron"]["mean"] == pytest.approx(first.mean(), rel=1e-5)
     # A first call has a path of its own too; alone or with others, an activity is the same.
-    with pytest.raises(ValueError, match=r"'block' matches 2 .*also `block_call0`"):
+    with pytest.raises(ValueError, match=r"'block' matches 2 .*or `block_call0`"):
         ksc.probe(snn, ["block"])
     alone = ksc.probe(snn, ["block_call0"]).predict(ksc.tile_time(x, 2), verbose=0)[1]
     np.testing.assert_allclose(alone, first)

@@ -100,3 +100,45 @@ def test_convert_returns_a_spiking_model_that_picks_its_execution(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "snn.keras")
     assert isinstance(loaded, ksc.SpikingModel)
     np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), fused, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("wrap", ["sequential", "list", "single"])
+def test_every_execution_returns_the_output_structure_keras_does(wrap):
+    # Keras returns a functional model's one output alone even when built from a list (as
+    # a Sequential model's is); the fused execution, Stream and process_chunk returned a
+    # list of one there.
+    layers = [keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
+    if wrap == "sequential":
+        model = keras.Sequential([keras.Input((4,)), *layers])
+    else:
+        inp = keras.Input((4,))
+        out = layers[1](layers[0](inp))
+        model = keras.Model(inp, [out] if wrap == "list" else out)
+    x = np.ones((2, 3, 4), "float32")
+    for options in ({}, {"swap_activations": {"relu": "spiking_relu"}}):
+        snn = ksc.convert(model, **options)
+        for execution in ("layers", "fused"):
+            snn.execution = execution
+            assert snn.predict(x, verbose=0).shape == (2, 3, 2)
+            assert tuple(snn(x).shape) == (2, 3, 2)
+        # Streaming runs the same engine and returns the same structure.
+        assert ksc.Stream(snn)(x).shape == (2, 3, 2)
+        outputs, _ = ksc.process_chunk(snn, x, ksc.initial_states(snn, 2))
+        assert tuple(outputs.shape) == (2, 3, 2)
+
+
+def test_weights_save_and_load_after_the_model_ran(tmp_path):
+    # Running a model with state caches its step engine on it, which refers back to the
+    # model; Keras' load_weights walked that cycle until the recursion limit.
+    model = models.tutorial_convnet()
+    options = {"swap_activations": {"relu": "spiking_relu"}, "synapse": 0.01}
+    snn = ksc.convert(model, **options)
+    x = _inputs(model, 2, 5)
+    expected = snn.predict(x, verbose=0)
+    snn.save_weights(tmp_path / "w.weights.h5")
+    snn.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(snn.predict(x, verbose=0), expected)
+    other = ksc.convert(models.tutorial_convnet(), **options)
+    other.predict(x, verbose=0)
+    other.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(other.predict(x, verbose=0), expected)

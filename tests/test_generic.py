@@ -185,6 +185,29 @@ def test_strict_refuses_generic_layers_and_register_rule_overrides():
         registry._RULES.pop(PairMix)
 
 
+def test_report_lists_layers_that_a_custom_rule_did_not_record():
+    # docs/converter.md's example rule: no `context.record` call.
+    model = custom_model()
+
+    @ksc.register_rule(PairMix)
+    def convert_pair_mix(layer, args, kwargs, context):
+        return context.fold(context.clone(layer), layer, args, kwargs)
+
+    try:
+        report = _convert(model).report
+    finally:
+        from keras_spiking_conv.conversion import registry
+
+        registry._RULES.pop(PairMix)
+    rows = {row["layer"]: row for row in report.rows}
+    assert rows["mix"]["kind"] == "custom"
+    assert rows["mix"]["became"] == "converted by the rule convert_pair_mix"
+    assert "convert_pair_mix" in str(report)
+    # Every original layer is listed, once.
+    layers = [layer.name for layer in model.layers if not isinstance(layer, L.InputLayer)]
+    assert sorted(row["layer"] for row in report.rows) == sorted(layers)
+
+
 def test_a_pure_lambda_converts_generically():
     inp = keras.Input((4,))
     model = keras.Model(inp, L.Dense(2)(L.Lambda(lambda t: t * 2.0 + 1.0, name="affine")(inp)))

@@ -1,7 +1,9 @@
 """The runtime: one plan and one step engine under every execution path."""
 
 import ast
+import json
 import pathlib
+import pkgutil
 import textwrap
 
 import keras
@@ -13,6 +15,7 @@ import keras_spiking_conv as ksc
 from keras_spiking_conv.callbacks import firing_rates
 from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
 from keras_spiking_conv.runtime.plan import plan_of
+from tests.helpers import run_in_fresh_process
 
 L = keras.layers
 PACKAGE = pathlib.Path(ksc.__file__).parent
@@ -236,6 +239,26 @@ def _module_imports(path):
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE.name):
             yield node.module, [alias.name for alias in node.names]
+
+
+def test_every_public_module_is_an_attribute_after_import():
+    # As in Keras (`keras.callbacks.X` after `import keras`). In a fresh process: here,
+    # tests have imported submodules already, which sets the attributes anyway.
+    names = sorted(m.name for m in pkgutil.iter_modules([str(PACKAGE)]) if m.name[0] != "_")
+    assert {"callbacks", "datasets", "regularizers", "latency", "runtime"} <= set(names)
+    found = json.loads(
+        run_in_fresh_process(
+            f"""
+            import json, types
+            import keras_spiking_conv as ksc
+            print(json.dumps({{n: isinstance(getattr(ksc, n, None), types.ModuleType)
+                              for n in {names!r}}}))
+            """
+        ).splitlines()[-1]
+    )
+    # `export` is the function of the module of that name.
+    assert found == {name: name != "export" for name in names}
+    assert ksc.export.__module__ == "keras_spiking_conv.export"
 
 
 def test_imports_flow_one_way_without_private_names():

@@ -338,7 +338,17 @@ class ConversionContext(LayerCloner):
             return self._convert_nested(layer, args)
         if not isinstance(layer, keras.layers.Layer):
             return operation_rule(layer, args, kwargs, self)
-        return (get_rule(layer) or generic_rule)(layer, args, kwargs, self)
+        rule = get_rule(layer)
+        if rule is None:
+            return generic_rule(layer, args, kwargs, self)
+        before = len(self.report.rows)
+        outputs = rule(layer, args, kwargs, self)
+        # The report lists every layer: one a registered rule did not record is listed
+        # with the rule that converted it.
+        recorded = any(row["layer"] == layer.name for row in self.report.rows[before:])
+        if not recorded and not isinstance(layer, keras.layers.InputLayer):
+            self.record(layer, kind="custom", rule=rule.__name__)
+        return outputs
 
     def warn_generic(self, layer):
         """Warns, once per class and conversion, that a layer was converted generically."""
@@ -439,6 +449,15 @@ class ConversionContext(LayerCloner):
         return x
 
     def record(self, layer, **info):
+        """Adds a row for `layer` to the conversion report.
+
+        Args:
+            layer: The original layer (or `keras.ops` operation).
+            **info: `kind` (`"rate"`, `"neuron"`, `"generic"`, `"operation"`,
+                `"nested"`, `"kept"`, `"dropped"`, `"readout"` or `"custom"`),
+                and optionally `activation` (its activation key), `source` (the
+                original layer's name, if different) and `rule` (a rule's name).
+        """
         self.report.add_layer(layer, **info)
 
 
@@ -517,8 +536,10 @@ def as_functional(model):
 class Converter:
     """Converts a Keras model to a time-distributed spiking model (NengoDL vocabulary).
 
-    See `convert` for the arguments. Attributes:
-        model: The converted `keras.Model`.
+    Takes the arguments of `convert` (see there for each) and keeps the report.
+
+    Attributes:
+        model: The converted `keras.Model` (a `SpikingModel`), as `convert` returns it.
         report: A `ConversionReport`: what each original layer became.
     """
 
@@ -603,7 +624,22 @@ def _spiking_model(conversion, readout):
     return SpikingModel(inputs_struct(graph), outputs, name=graph.name)
 
 
-def convert(model, **kwargs):
+def convert(
+    model,
+    *,
+    swap_activations=None,
+    scale_firing_rates=None,
+    synapse=None,
+    activity_regularizer=None,
+    dt=0.001,
+    n_steps=None,
+    seed=None,
+    initial_voltage=INITIAL_VOLTAGE,
+    readout=None,
+    strict=False,
+    constant_input=False,
+    encoder=None,
+):
     """Converts a Keras model into a time-distributed (spiking) Keras model.
 
     Each input of the result is `(batch, time, *input_shape)` and each output
@@ -692,7 +728,21 @@ def convert(model, **kwargs):
     y = snn.predict(np.repeat(x[:, None], 30, axis=1))  # (batch, 30, 10)
     ```
     """
-    return Converter(model, **kwargs).model
+    return Converter(
+        model,
+        swap_activations=swap_activations,
+        scale_firing_rates=scale_firing_rates,
+        synapse=synapse,
+        activity_regularizer=activity_regularizer,
+        dt=dt,
+        n_steps=n_steps,
+        seed=seed,
+        initial_voltage=initial_voltage,
+        readout=readout,
+        strict=strict,
+        constant_input=constant_input,
+        encoder=encoder,
+    ).model
 
 
 __all__ = ["ConversionError", "Converter", "convert", "is_converted"]

@@ -10,8 +10,9 @@ class ConversionReport:
             `kind`, `became`, `spiking`, `note`. `kind` is `"rate"` (folded over
             time by its rule), `"neuron"`, `"generic"` (no rule: folded over
             time after a per-sample check), `"operation"` (a `keras.ops` call),
-            `"nested"`, `"kept"`, `"dropped"`, `"readout"` or `"encoder"` (a
-            spike encoder, added by the `encoder` option or kept).
+            `"nested"`, `"kept"`, `"dropped"`, `"readout"`, `"encoder"` (a
+            spike encoder, added by the `encoder` option or kept) or `"custom"` (a
+            registered rule that did not record the layer itself).
         nested: Reports of nested models, by name.
     """
 
@@ -27,7 +28,8 @@ class ConversionReport:
             {"spiking": spiking, "scale": scale, "synapse": synapse, "neuron": neuron}
         )
 
-    def add_layer(self, layer, kind, activation=None, source=None, note=None):
+    def add_layer(self, layer, kind, activation=None, source=None, rule=None, note=None):
+        """Adds the row of one layer call (see `ConversionContext.record`)."""
         name = source or layer.name
         row = {"layer": layer.name, "class": type(layer).__name__, "kind": kind, "spiking": False}
         if kind == "operation":
@@ -47,6 +49,9 @@ class ConversionReport:
         elif kind == "readout":
             row["became"] = "rebuilt from the options"
             row["note"] = "the readout follows convert's `readout` option"
+        elif kind == "custom":
+            row["became"] = f"converted by the rule {rule}"
+            row["note"] = "a registered rule (register_rule)"
         elif kind == "kept":
             row["became"] = "kept (runs over time)"
             row["note"] = "not part of a neuron block: copied with its weights"

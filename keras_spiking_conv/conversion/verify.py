@@ -25,7 +25,8 @@ def verify(original, converted, x, n_steps=3, rtol=1e-5, atol=1e-5):
         converted: Its conversion (with rate neurons: no spiking, no synapse).
         x: Original-shaped input data (array, or list/dict for several inputs).
         n_steps: Timesteps to simulate. Defaults to `3`.
-        rtol, atol: Tolerances of `numpy.allclose`.
+        rtol: Relative tolerance, as in `numpy.allclose`. Defaults to `1e-5`.
+        atol: Absolute tolerance, as in `numpy.allclose`. Defaults to `1e-5`.
 
     Returns:
         The largest absolute difference found.

@@ -94,7 +94,13 @@ class LowpassSynapse(FeatureSequence):
     filter arguments), for any feature shape.
 
     Args:
-        tau, dt, trainable_tau, per_channel: As in `LowpassSynapseCell`.
+        tau: Time constant in seconds, `> 0`: one value, or one per channel
+            (last axis). Defaults to `0.005`.
+        dt: Simulation timestep in seconds. Defaults to `0.001`.
+        trainable_tau: Whether `tau` is a trainable weight (kept positive).
+            Defaults to `False`.
+        per_channel: Learn one `tau` per channel even when `tau` is one value.
+            Defaults to `False`.
         return_sequences: Return every step (True) or only the last.
             Defaults to `True`.
         return_state: Also return the final filter state. Defaults to `False`.

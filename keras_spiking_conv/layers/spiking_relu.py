@@ -179,8 +179,16 @@ class SpikingReLU(FeatureSequence):
     stateless ReLU applied to every step at once.
 
     Args:
-        dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking,
-        rectify_input: As in `SpikingReLUCell`.
+        dt: Simulation timestep in seconds. Defaults to `0.001`.
+        amplitude: Scale of each spike (and of the rate output). Defaults to `1.0`.
+        initial_voltage: `"random"` (per neuron, from `seed`) or a constant in
+            `[0, 1)`, as in `SpikingReLUCell`. Defaults to `"random"`.
+        seed: Seed of the random initial voltage. Defaults to `None`.
+        spiking_aware_training: Spikes forward and the rate gradient backward
+            in training. Defaults to `True`.
+        spiking: If False, a rate neuron (a stateless ReLU). Defaults to `True`.
+        rectify_input: Integrate `max(x, 0)` (True, Nengo's) or the signed
+            input (False, the converter's neurons). Defaults to `True`.
         return_sequences: Return the output of every step (True) or only the
             last. Defaults to `True` (unlike `keras.layers.RNN`).
         return_state: Also return the final voltage. Defaults to `False`.

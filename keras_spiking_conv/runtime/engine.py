@@ -348,9 +348,13 @@ class FusedNetwork(keras.layers.Layer):
 def engine_of(model):
     """The `FusedNetwork` that runs `model` step by step (one per model). It is kept on the
     model outside Keras' attribute tracking: the layer refers back to its model, and a
-    model must not track itself."""
-    fused = vars(model).get("_ksc_engine")
+    model must not track itself. Its name starts with `__` because Keras' weight saving
+    and loading walk every other attribute (`load_weights` recursed through the cycle)."""
+    fused = vars(model).get(ENGINE_ATTRIBUTE)
     if fused is None:
         fused = FusedNetwork(model, name=f"{model.name}_fused")
-        object.__setattr__(model, "_ksc_engine", fused)
+        object.__setattr__(model, ENGINE_ATTRIBUTE, fused)
     return fused
+
+
+ENGINE_ATTRIBUTE = "__ksc_engine"

@@ -14,7 +14,7 @@ import keras
 from keras import tree
 
 from keras_spiking_conv.runtime.engine import FusedNetwork, engine_of
-from keras_spiking_conv.runtime.plan import inputs_struct, outputs_struct, plan_of
+from keras_spiking_conv.runtime.plan import inputs_struct, pack_outputs, plan_of
 
 PACKAGE = "keras_spiking_conv"
 
@@ -110,7 +110,7 @@ class SpikingModel(CheckedInputs, keras.Model):
         if fused is None:
             return super().call(inputs, training=training, mask=mask)
         outputs = fused(flat[0] if len(flat) == 1 else flat, training=training)
-        return tree.pack_sequence_as(outputs_struct(self), tree.flatten(outputs))
+        return pack_outputs(self, outputs)  # structured as the layer-wise execution's
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

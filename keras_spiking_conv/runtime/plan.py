@@ -31,19 +31,24 @@ from keras_spiking_conv.layers.base import FeatureSequence
 STATE_PREFIX = "state_"
 PATH_SEPARATOR = "__"
 
-StateSpec = collections.namedtuple("StateSpec", ["key", "layer", "path", "kind", "shape", "dtype"])
-StateSpec.__doc__ = """One state of a converted model (see `state_layout`).
 
-Attributes:
-    key: The state's key, e.g. `"state_conv2d_neuron"`.
-    layer: Name of the layer that owns the state.
-    path: Names of the nested models and the layer, outermost first (calls
-        after the first have `"_call<k>"` appended).
-    kind: `"voltage"` (a `SpikingReLU`), `"filter"` (a `LowpassSynapse`) or
-        `"state"` (another `FeatureSequence` layer).
-    shape: Shape of the state, `(None, *features)` (batch first).
-    dtype: The state's dtype, e.g. `"float32"`.
-"""
+class StateSpec(
+    collections.namedtuple("StateSpec", ["key", "layer", "path", "kind", "shape", "dtype"])
+):
+    """One state of a converted model (see `state_layout`).
+
+    Attributes:
+        key: The state's key, e.g. `"state_conv2d_neuron"`.
+        layer: Name of the layer that owns the state.
+        path: Names of the nested models and the layer, outermost first (calls
+            after the first have `"_call<k>"` appended).
+        kind: `"voltage"` (a `SpikingReLU`), `"filter"` (a `LowpassSynapse`) or
+            `"state"` (another `FeatureSequence` layer).
+        shape: Shape of the state, `(None, *features)` (batch first).
+        dtype: The state's dtype, e.g. `"float32"`.
+    """
+
+    __slots__ = ()
 
 
 def sanitize(name):
@@ -127,6 +132,15 @@ def inputs_struct(model):
 def outputs_struct(model):
     """The structure of `model`'s outputs."""
     return graph_of(model)._outputs_struct
+
+
+def pack_outputs(model, flat):
+    """Flat outputs structured as calling `model` returns them: as its outputs, except that
+    one output in a list (a Sequential model's) comes alone, as in Keras' functional call."""
+    outputs = tree.pack_sequence_as(outputs_struct(model), tree.flatten(flat))
+    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+        return outputs[0]
+    return outputs
 
 
 class _Ref:
@@ -311,13 +325,7 @@ class Plan:
         """The site of one original layer (object, name or path): its neuron's if it has
         one. Raises if there is none, or several (a layer that runs more than once)."""
         name = layer if isinstance(layer, str) else layer.name
-        segments = name.split("/")
-        if len(segments) > 1 or split_call(segments[-1])[1] is not None:
-            found = self._at_path(segments)
-        else:
-            found = [s for s in self.neurons() if _source(s) == name]
-            if not found:
-                found = [s for s in self.calls if split_call(s.path[-1])[0] == name]
+        found = self._lookup(name)
         if len(found) == 1:
             return found[0]
         if not found:
@@ -327,12 +335,40 @@ class Plan:
                 f"{[s.name for s in self.calls]}"
             )
         paths = [s.name for s in found]
+        # Offer `{name}_call0` only where it resolves to the first of these calls.
+        first = self._lookup(f"{name}_call0")
+        alias = (
+            f" (or `{name}_call0`, `{name}_call1`, ... in this order)"
+            if len(first) == 1 and first[0] is found[0]
+            else ""
+        )
         raise ValueError(
             f"{owner}: '{name}' matches {len(found)} layer calls in '{self.model.name}' (a "
             "shared layer, a nested model called more than once, or layers of that name in "
             f"different nested models): {paths}. Each has its own activity: pass the path of "
-            f"the one you want (a first call is also `{name}_call0`)."
+            f"the one you want{alias}."
         )
+
+    def _lookup(self, name):
+        """The sites `name` (a layer name, `{name}_call<k>` or a path) may mean."""
+        segments = name.split("/")
+        base, k = split_call(segments[-1])
+        if len(segments) == 1 and k is None:
+            return self._named(name)
+        found = self._at_path(segments)
+        if not found and len(segments) == 1:
+            # `{name}_call<k>` for a layer that runs inside a nested model called several
+            # times: the k-th of the calls `{name}` matches, when they are all one layer's.
+            calls = self._named(base)
+            if k < len(calls) and len({id(s.layer) for s in calls}) == 1:
+                found = [calls[k]]
+        return found
+
+    def _named(self, name):
+        """Every call of the original layer `name` (its neurons' if it has any), in graph
+        order, at any depth."""
+        found = [s for s in self.neurons() if _source(s) == name]
+        return found or [s for s in self.calls if split_call(s.path[-1])[0] == name]
 
     def _at_path(self, segments):
         """Sites at an exact path (`_call0` accepted for a first call): the neuron of the

@@ -88,8 +88,9 @@ def probe(converted, layers):
     output. Layers inside nested models are found too. A layer that runs more
     than once (shared, or inside a nested model called more than once) has one
     activity per call: name the call by its path, e.g. `"block_call1/dense"`
-    (the error lists them). Both models share their layers and weights, so
-    training one trains the other.
+    (the error lists them), or, when every call is of one layer, by
+    `"dense_call<k>"`, the k-th call in that list. Both models share their
+    layers and weights, so training one trains the other.
 
     Args:
         converted: A model made by `convert`.

@@ -33,7 +33,7 @@ import keras
 from keras import ops, tree
 
 from keras_spiking_conv.runtime import engine
-from keras_spiking_conv.runtime.plan import StateSpec, outputs_struct, plan_of
+from keras_spiking_conv.runtime.plan import StateSpec, pack_outputs, plan_of
 
 __all__ = [
     "Stream",
@@ -192,7 +192,7 @@ def process_chunk(model, inputs, states, training=False):
 def run_chunk(model, flat_inputs, states, training=False):
     """`process_chunk` without checks: flat inputs; outputs structured like the model's."""
     outputs, new_states = engine.engine_of(model).run_chunk(flat_inputs, states, training)
-    return tree.pack_sequence_as(outputs_struct(model), outputs), new_states
+    return pack_outputs(model, outputs), new_states
 
 
 class Stream:
