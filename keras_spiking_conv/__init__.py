@@ -11,6 +11,13 @@ from keras_spiking_conv.conversion import (
     tile_time,
     verify,
 )
+from keras_spiking_conv.energy import (
+    Device,
+    EnergyReport,
+    LayerEnergy,
+    estimate_energy,
+    register_device,
+)
 from keras_spiking_conv.export import export
 from keras_spiking_conv.latency import (
     LatencySweep,
@@ -62,6 +69,11 @@ __all__ = [
     "plot_latency",
     "LatencySweep",
     "export",
+    "estimate_energy",
+    "register_device",
+    "EnergyReport",
+    "LayerEnergy",
+    "Device",
     "FusedNetwork",
     "NetworkCell",
     "fuse",
