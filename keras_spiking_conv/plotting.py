@@ -43,9 +43,11 @@ def _raster(ax, counts, neurons, dt):
     ax.set_ylim(0.4, len(neurons) + 0.6)
     ax.set_xlim(0, times[-1] + dt * 1000)
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("neuron")
     if len(neurons) <= 20:
         ax.set_yticks(range(1, len(neurons) + 1), [str(n) for n in neurons])
+        ax.set_ylabel("neuron")
+    else:
+        ax.set_ylabel("neuron (row, in index order)")
 
 
 def _chosen(counts, neurons, max_neurons):

@@ -175,6 +175,21 @@ def test_synapses_and_scales_route_spikes_unchanged():
     assert filtered.synapse_updates == 25 * T and plain.synapse_updates == 0
 
 
+def test_layers_without_a_counting_rule_are_noted():
+    inp = keras.Input((4,))
+    h = L.ReLU(name="spikes")(inp)
+    doubled = L.Dense(3, name="after_op")(h * 2.0)  # keeps the shape: elementwise
+    summed = L.Dense(3, name="after_sum")(keras.ops.sum(h, axis=-1, keepdims=True))
+    snn = spiking(keras.Model(inp, [doubled, summed]))
+    with pytest.warns(UserWarning, match="no counting rule"):
+        report = ksc.estimate_energy(snn, drive([[1, 2, 0, 1]]))
+    assert row(report, "after_op").synops == 4 * 3
+    # The sum's output counts as non-spike values: every connection, every step.
+    assert row(report, "after_sum").synops == 0
+    assert row(report, "after_sum").dense_macs == 1 * 3 * T
+    assert sorted(report.notes)[0].startswith("'multiply' (OperationLayer) counted as elementwise")
+
+
 # -- energy -----------------------------------------------------------------------------
 def strided_report():
     inp = keras.Input((5, 5, 1))

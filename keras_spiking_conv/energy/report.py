@@ -148,7 +148,12 @@ class EnergyReport:
 
     def ann_energy(self, device):
         """Joules per example of one pass of the original (ANN) network on `device`:
-        its MACs at `energy_per_mac` and one update per neuron at `energy_per_neuron`."""
+        its MACs at `energy_per_mac` and one update per neuron at `energy_per_neuron`.
+
+        An event-based chip without a MAC price of its own (`loihi`, `spinnaker`,
+        `spinnaker2`) prices the MACs as synops: a number to compare with care;
+        `summary` leaves it out.
+        """
         spec = get_device(device, owner="EnergyReport.ann_energy()")
         return self.macs * spec.energy_per_mac + self.neurons * spec.energy_per_neuron
 
@@ -242,15 +247,17 @@ class EnergyReport:
             text.append("  ".join(cells).rstrip())
             if k == 0 or k == len(lines) - 2:
                 text.append("  ".join("-" * w for w in widths))
-        text.append(
-            "J per example: "
-            + ", ".join(
-                f"{name} {self.energy(name):.3g} (ANN {self.ann_energy(name):.3g})"
-                for name in devices
-            )
-        )
+        text.append("J per example: " + ", ".join(self._priced(name) for name in devices))
         text.extend(f"note: {note}" for note in self.notes)
         return "\n".join(text)
+
+    def _priced(self, name):
+        """`"loihi 0.000372"`; with the ANN's energy where the device has a MAC price."""
+        spec = get_device(name, owner="EnergyReport.summary()")
+        text = f"{name} {self.energy(spec):.3g}"
+        if not spec.spiking or spec.energy_per_mac != spec.energy_per_synop:
+            text += f" (ANN {self.ann_energy(spec):.3g})"
+        return text
 
     def __str__(self):
         return self.summary()
