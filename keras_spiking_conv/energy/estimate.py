@@ -80,20 +80,25 @@ def flat_inputs(model, x, owner):
 class Activity:
     """Spike counts of a converted model's neurons, added up batch by batch.
 
-    For each neuron: the spikes per position and step summed over examples
-    (`(steps, *features)`), and the largest count any example reached by each
-    step, per neuron (for the maximum firing rate).
+    For each neuron: the spikes per position summed over examples, and the
+    largest count any example reached, per neuron (for the maximum firing
+    rate); with `per_step`, both for every prefix of the run (`(steps,
+    *features)`: the first `t` steps' counts), so a report can be made for
+    any shorter duration.
 
     Args:
         sites: The neuron `Site`s whose outputs `add` takes, in order.
         input_shapes: One step of each model input (no batch, no time axis).
         n_steps: Timesteps of the inputs.
+        per_step: Keep the counts step by step. Defaults to `False` (memory
+            that does not grow with the number of steps).
     """
 
-    def __init__(self, sites, input_shapes, n_steps):
+    def __init__(self, sites, input_shapes, n_steps, per_step=False):
         self.sites = list(sites)
         self.input_shapes = [tuple(shape) for shape in input_shapes]
         self.n_steps = int(n_steps)
+        self.per_step = bool(per_step)
         self.by_step = [None] * len(self.sites)
         self.max_so_far = [None] * len(self.sites)
         self.n_examples = 0
@@ -102,8 +107,12 @@ class Activity:
         """Adds one batch: the neurons' outputs, `(batch, steps, *features)` each."""
         for k, (site, out) in enumerate(zip(self.sites, activities, strict=True)):
             counts = np.asarray(out, dtype="float64") * (site.layer.dt / site.layer.amplitude)
-            summed = counts.sum(axis=0)
-            peak = np.cumsum(counts, axis=1).max(axis=0)
+            if self.per_step:
+                summed = counts.sum(axis=0)
+                peak = np.cumsum(counts, axis=1).max(axis=0)
+            else:
+                per_example = counts.sum(axis=1)
+                summed, peak = per_example.sum(axis=0)[None], per_example.max(axis=0)[None]
             if self.by_step[k] is None:
                 self.by_step[k], self.max_so_far[k] = summed, peak
             else:
@@ -166,10 +175,13 @@ class EnergyEstimator:
     def report(self, activity, n_steps=None):
         """The `EnergyReport` of `activity` over its first `n_steps` steps (all by default)."""
         steps = activity.n_steps if n_steps is None else int(n_steps)
-        if not 1 <= steps <= activity.n_steps:
+        if not 1 <= steps <= activity.n_steps or (
+            steps != activity.n_steps and not activity.per_step
+        ):
             raise ValueError(
                 f"{self.owner}: `n_steps` must be between 1 and the {activity.n_steps} steps "
-                f"measured. Received: n_steps={n_steps}"
+                "measured (and the whole run unless the activity was kept per step). "
+                f"Received: n_steps={n_steps}"
             )
         n = max(activity.n_examples, 1)
         spikes, rates = {}, {}
@@ -177,7 +189,8 @@ class EnergyEstimator:
         for k, site in enumerate(activity.sites):
             if activity.by_step[k] is None:
                 continue
-            total = activity.by_step[k][:steps].sum(axis=0) / n  # per example, per neuron
+            last = steps - 1 if activity.per_step else 0
+            total = activity.by_step[k][: last + 1].sum(axis=0) / n  # per example, per neuron
             if site.layer.spiking:
                 spikes[site.name] = total
             seconds = steps * site.layer.dt
@@ -185,7 +198,7 @@ class EnergyEstimator:
             stats[site.name] = (
                 float(total.sum()) if site.layer.spiking else 0.0,
                 float(rates[site.name].mean()),
-                float(activity.max_so_far[k][steps - 1].max() / seconds),
+                float(activity.max_so_far[k][last].max() / seconds),
             )
         counts = self.fanout.count(
             {name: value.astype("float32") for name, value in spikes.items()},

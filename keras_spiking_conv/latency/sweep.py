@@ -168,7 +168,7 @@ def latency_sweep(
         if estimator is not None:
             if counted is None:
                 shapes = [v.shape[2:] for v in flat_inputs(model, tiled, owner)]
-                counted = Activity(neurons, shapes, n_steps)
+                counted = Activity(neurons, shapes, n_steps, per_step=True)
             if neurons:
                 counted.add(outs[1:])
             else:
