@@ -25,6 +25,13 @@ from keras_spiking_conv.conversion import (
     tile_time,
     verify,
 )
+from keras_spiking_conv.energy import (
+    Device,
+    EnergyReport,
+    LayerEnergy,
+    estimate_energy,
+    register_device,
+)
 from keras_spiking_conv.export import export
 from keras_spiking_conv.latency import (
     LatencySweep,
@@ -76,6 +83,11 @@ __all__ = [
     "plot_latency",
     "LatencySweep",
     "export",
+    "estimate_energy",
+    "register_device",
+    "EnergyReport",
+    "LayerEnergy",
+    "Device",
     "FusedNetwork",
     "NetworkCell",
     "fuse",

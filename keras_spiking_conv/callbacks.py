@@ -6,6 +6,7 @@
 import keras
 import numpy as np
 
+from keras_spiking_conv.energy.estimate import EnergyEstimator
 from keras_spiking_conv.runtime.probing import firing_rates, rate_probe, rate_statistics
 
 __all__ = ["FiringRateMonitor", "SpikingEvaluation", "firing_rates"]
@@ -20,17 +21,24 @@ class FiringRateMonitor(keras.callbacks.Callback):
     before `CSVLogger`/`TensorBoard` in the `callbacks` list (Keras' own
     `History` and progress bar already come after user callbacks).
 
+    With `synops=True` it also adds `total_synops`: the synaptic operations
+    per example of the whole run on `x`, counted as `estimate_energy` counts
+    them (every neuron of the model, whatever `layers` says).
+
     Args:
         x: A batch of inputs shaped like the model's inputs, `(batch, time, ...)`.
         layers: Neuron layers or names to monitor. Defaults to all `SpikingReLU`
             layers of the model being trained.
+        synops: Also log `total_synops`. Defaults to `False`.
     """
 
-    def __init__(self, x, layers=None):
+    def __init__(self, x, layers=None, synops=False):
         super().__init__()
         self.x = x
         self.layers = layers
+        self.synops = bool(synops)
         self._probe = (None, None)  # (model, rate_probe of it): built once per model
+        self._estimator = (None, None)  # (model, its EnergyEstimator)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -41,6 +49,12 @@ class FiringRateMonitor(keras.callbacks.Callback):
             logs[f"{name}_rate_mean"] = stat["mean"]
             logs[f"{name}_rate_max"] = stat["max"]
             logs[f"{name}_silent"] = stat["silent"]
+        if self.synops:
+            if self._estimator[0] is not self.model:
+                estimator = EnergyEstimator(self.model, owner="FiringRateMonitor(synops=True)")
+                self._estimator = (self.model, estimator)
+            estimator = self._estimator[1]
+            logs["total_synops"] = estimator.report(estimator.measure(self.x)).total_synops
 
 
 class SpikingEvaluation(keras.callbacks.Callback):

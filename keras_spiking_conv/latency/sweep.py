@@ -10,6 +10,8 @@ import keras
 import numpy as np
 
 from keras_spiking_conv.conversion.verify import tile_time
+from keras_spiking_conv.energy.estimate import Activity, EnergyEstimator, flat_inputs
+from keras_spiking_conv.energy.report import DEFAULT_DEVICES
 from keras_spiking_conv.latency.calibration import batches, iterate
 from keras_spiking_conv.layers.readout import check_readout
 from keras_spiking_conv.runtime.model import SpikingModel, fuse
@@ -26,15 +28,18 @@ class LatencySweep:
     Attributes:
         rows: One dict per duration: `n_steps`, `accuracy` (%) and `rate` (mean
             firing rate over all neurons and inputs, Hz; with `dt=0.001`,
-            1000 Hz is one spike per step).
+            1000 Hz is one spike per step); with `energy=True` also `spikes` and
+            `synops` (per example) and `energy` (`{device: J per example}`).
         readout: The readout the accuracies use.
         n_examples: How many examples were scored.
+        reports: With `energy=True`, `{n_steps: EnergyReport}`; else empty.
     """
 
-    def __init__(self, rows, readout, n_examples):
+    def __init__(self, rows, readout, n_examples, reports=None):
         self.rows = rows
         self.readout = readout
         self.n_examples = n_examples
+        self.reports = dict(reports or {})
 
     def accuracy(self, n_steps):
         """The accuracy (%) after `n_steps`."""
@@ -59,17 +64,41 @@ class LatencySweep:
         return {"readout": self.readout, "n_examples": self.n_examples, "rows": self.rows}
 
     def table(self):
-        """The sweep as a markdown table."""
-        lines = ["| steps | accuracy % | mean firing rate Hz |", "|---|---|---|"]
+        """The sweep as a markdown table (with synops and energy when measured)."""
+        if not self.reports:
+            lines = ["| steps | accuracy % | mean firing rate Hz |", "|---|---|---|"]
+            for row in self.rows:
+                lines.append(f"| {row['n_steps']} | {row['accuracy']:.2f} | {row['rate']:.1f} |")
+            return "\n".join(lines)
+        devices = list(self.rows[0]["energy"])
+        lines = [
+            "| steps | accuracy % | mean firing rate Hz | synops per example | "
+            + " | ".join(f"J per example ({d})" for d in devices)
+            + " |",
+            "|---" * (4 + len(devices)) + "|",
+        ]
         for row in self.rows:
-            lines.append(f"| {row['n_steps']} | {row['accuracy']:.2f} | {row['rate']:.1f} |")
+            energies = " | ".join(f"{row['energy'][d]:.3g}" for d in devices)
+            lines.append(
+                f"| {row['n_steps']} | {row['accuracy']:.2f} | {row['rate']:.1f} | "
+                f"{row['synops']:.4g} | {energies} |"
+            )
         return "\n".join(lines)
 
     def __str__(self):
         return self.table()
 
 
-def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=100, verbose="auto"):
+def latency_sweep(
+    model,
+    x,
+    y,
+    steps=DEFAULT_STEPS,
+    readout="mean",
+    batch_size=100,
+    verbose="auto",
+    energy=False,
+):
     """Accuracy and mean firing rate of a converted classifier against timesteps.
 
     Each input is held constant for `max(steps)` steps (tiled one batch at a
@@ -90,6 +119,10 @@ def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=1
             last step's output). Defaults to `"mean"`.
         batch_size: Batch size for arrays. Defaults to `100`.
         verbose: `"auto"`/`1` shows a Keras progress bar; `0` none.
+        energy: Also count spikes and synaptic operations per duration (as
+            `estimate_energy` does) and price them on the default devices;
+            `reports` then holds an `EnergyReport` per duration. Defaults to
+            `False`.
 
     Returns:
         A `LatencySweep` (rows, `table()`, `steps_within(...)`); plot one or
@@ -124,11 +157,22 @@ def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=1
     spikes = np.zeros(n_steps)  # spikes of all neurons and inputs, by step
     n_neurons = sum(int(np.prod(site.state.shape[1:])) for site in neurons)
     n_seen = 0
+    estimator = EnergyEstimator(model, owner) if energy else None
+    counted = None  # the neurons' spike counts (energy=True)
     source = _labelled(x, batch_size, owner) if y is None else _with_labels(x, y, batch_size, owner)
     progress = keras.utils.Progbar(None, verbose=1 if verbose == "auto" else verbose)
     for xb, yb in source:
-        outs = probe.predict_on_batch(tile_time(xb, n_steps))
+        tiled = tile_time(xb, n_steps)
+        outs = probe.predict_on_batch(tiled)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        if estimator is not None:
+            if counted is None:
+                shapes = [v.shape[2:] for v in flat_inputs(model, tiled, owner)]
+                counted = Activity(neurons, shapes, n_steps, per_step=True)
+            if neurons:
+                counted.add(outs[1:])
+            else:
+                counted.n_examples += len(outs[0])
         scores = np.asarray(outs[0])
         if readout == "mean":
             scores = np.cumsum(scores, axis=1) / np.arange(1, n_steps + 1).reshape(
@@ -146,12 +190,19 @@ def latency_sweep(model, x, y, steps=DEFAULT_STEPS, readout="mean", batch_size=1
         progress.add(len(labels))
     if n_seen == 0:
         raise ValueError(f"{owner}: `x` holds no examples.")
-    rows = []
+    rows, reports = [], {}
     cumulative = np.cumsum(spikes)
     for i, t in enumerate(steps):
         rate = cumulative[t - 1] / (n_seen * max(n_neurons, 1) * t * dt) if neurons else 0.0
         rows.append({"n_steps": t, "accuracy": 100.0 * correct[i] / n_seen, "rate": float(rate)})
-    return LatencySweep(rows, readout, n_seen)
+        if estimator is not None:
+            report = reports[t] = estimator.report(counted, n_steps=t)
+            rows[-1].update(
+                spikes=report.total_spikes,
+                synops=report.total_synops,
+                energy={device: report.energy(device) for device in DEFAULT_DEVICES},
+            )
+    return LatencySweep(rows, readout, n_seen, reports)
 
 
 def _labelled(x, batch_size, owner):
@@ -173,14 +224,17 @@ def _with_labels(x, y, batch_size, owner):
         start += n
 
 
-def plot_latency(sweeps, path, reference=None, title="Accuracy against timesteps"):
-    """Saves accuracy (and mean firing rate) against timesteps as a PNG.
+def plot_latency(sweeps, path, reference=None, title="Accuracy against timesteps", device="loihi"):
+    """Saves accuracy and mean firing rate (and, for sweeps run with `energy=True`,
+    synops and energy per example) against timesteps as a PNG.
 
     Args:
         sweeps: A dict `{label: LatencySweep}` (one curve each).
         path: The PNG file to write.
         reference: The original network's accuracy (%), drawn as a line. Optional.
         title: The figure title.
+        device: The device whose energy is drawn (sweeps with energy only).
+            Defaults to `"loihi"`.
 
     Returns:
         `path`.
@@ -190,15 +244,25 @@ def plot_latency(sweeps, path, reference=None, title="Accuracy against timesteps
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (acc_ax, rate_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    with_energy = any(sweep.reports for sweep in sweeps.values())
+    panels = 4 if with_energy else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
+    acc_ax, rate_ax = axes[0], axes[1]
     for label, sweep in sweeps.items():
         t = [r["n_steps"] for r in sweep.rows]
         acc_ax.plot(t, [r["accuracy"] for r in sweep.rows], marker="o", label=label)
         rate_ax.plot(t, [r["rate"] for r in sweep.rows], marker="o", label=label)
+        if sweep.reports:
+            reports = [sweep.reports[n] for n in t]
+            axes[2].plot(t, [r.total_synops for r in reports], marker="o", label=label)
+            axes[3].plot(t, [r.energy(device) for r in reports], marker="o", label=label)
     if reference is not None:
         acc_ax.axhline(reference, color="black", linestyle="--", label="original network")
+    if with_energy:
+        axes[2].set_ylabel("synops per example")
+        axes[3].set_ylabel(f"J per example ({device})")
     ticks = sorted({r["n_steps"] for sweep in sweeps.values() for r in sweep.rows})
-    for ax in (acc_ax, rate_ax):
+    for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("timesteps")
