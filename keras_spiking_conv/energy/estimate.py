@@ -1,6 +1,5 @@
 """`estimate_energy`: run a converted model, count its spikes and synaptic operations."""
 
-import keras
 import numpy as np
 
 from keras_spiking_conv.conversion.verify import tile_time
@@ -8,22 +7,14 @@ from keras_spiking_conv.energy.counting import FanOut
 from keras_spiking_conv.energy.report import EnergyReport, LayerEnergy
 from keras_spiking_conv.runtime.plan import inputs_struct, is_converted, plan_of
 from keras_spiking_conv.runtime.probing import rate_probe
+from keras_spiking_conv.runtime.streaming import check_model, standardize_inputs
 
 DEFAULT_BATCH_SIZE = 50
 
 
 def check_converted(model, owner):
     """Raises unless `model` is a built model made by `convert`."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"{owner} expects a converted keras.Model (from keras_spiking_conv.convert). "
-            f"Received: {type(model).__name__}"
-        )
-    if not model.built or not getattr(model, "inputs", None):
-        raise ValueError(
-            f"{owner}: model '{model.name}' is not built, so its inputs are unknown. Use a "
-            "model from keras_spiking_conv.convert()."
-        )
+    check_model(model, owner)
     if not is_converted(model):
         raise ValueError(
             f"{owner}: model '{model.name}' is not a converted (spiking) model: it has no "
@@ -35,39 +26,8 @@ def check_converted(model, owner):
 
 
 def flat_inputs(model, x, owner):
-    """`x` as a flat list in the order of `model.inputs`, each with a time axis."""
-    plan = plan_of(model)
-    struct = inputs_struct(model)
-    if isinstance(x, dict):
-        names = list(struct) if isinstance(struct, dict) else plan.input_keys
-        missing = sorted(set(names) - set(x))
-        if missing:
-            raise ValueError(
-                f"{owner}: missing inputs {missing}. Model '{model.name}' takes the inputs "
-                f"{names}. Received keys: {sorted(x)}"
-            )
-        flat = [x[name] for name in names]
-    else:
-        flat = list(x) if isinstance(x, (list, tuple)) else [x]
-    if len(flat) != len(model.inputs):
-        raise ValueError(
-            f"{owner}: model '{model.name}' takes {len(model.inputs)} inputs "
-            f"({plan.input_keys}). Received {len(flat)}."
-        )
-    flat = [np.asarray(v) for v in flat]
-    for name, value, spec in zip(plan.input_keys, flat, model.inputs, strict=True):
-        if value.ndim == len(spec.shape) - 1:
-            raise ValueError(
-                f"{owner}: input '{name}' has shape {value.shape}, without the time axis of "
-                f"model input {tuple(spec.shape)} (batch, time, ...). Repeat it over time "
-                "with `keras_spiking_conv.tile_time(x, n_steps)` (or convert with "
-                "`constant_input=True` for a model that does so itself)."
-            )
-        if value.ndim != len(spec.shape):
-            raise ValueError(
-                f"{owner}: input '{name}' should have rank {len(spec.shape)} like model "
-                f"input {tuple(spec.shape)} (batch, time, ...). Received shape {value.shape}."
-            )
+    """`x` as a flat list of arrays in the order of `model.inputs`, each with a time axis."""
+    flat = [np.asarray(v) for v in standardize_inputs(model, x, owner)]
     steps = {v.shape[1] for v in flat}
     sizes = {v.shape[0] for v in flat}
     if len(steps) != 1 or len(sizes) != 1 or 0 in steps or 0 in sizes:

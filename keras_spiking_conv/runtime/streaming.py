@@ -112,7 +112,8 @@ def standardize_inputs(model, inputs, where, time_axis=True):
         if rank == expected - 1:
             hint = (
                 "It has no time axis: add one, e.g. `x[:, None]` for one step or "
-                "`np.repeat(x[:, None], n_steps, axis=1)` for a constant input."
+                "`keras_spiking_conv.tile_time(x, n_steps)` for a constant input (or "
+                "convert with `constant_input=True` for a model that holds it itself)."
                 if time_axis
                 else "One step has the shape of the model input without its time axis."
             )
