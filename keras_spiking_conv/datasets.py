@@ -96,7 +96,7 @@ def _load_tfds_mnist(allow_fallback, batch_size, n_steps, data_dir):
     """`load_mnist(source="tfds")`: TFDS' mnist splits, or the bundled subset's."""
     try:
         return tuple(
-            tfds_pipeline("mnist", split, batch_size, n_steps, data_dir)
+            tfds_pipeline("mnist", split, batch_size, n_steps, data_dir, shuffle=split == "train")
             for split in ("train", "test")
         )
     except Exception as error:  # noqa: BLE001 - any download/preparation failure
@@ -165,14 +165,25 @@ class ArrayPipeline(keras.utils.PyDataset):
                 f"ArrayPipeline: `x` and `y` must have as many samples. Received "
                 f"{len(x)} images and {len(y)} labels."
             )
-        if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
+        if n_steps is not None and (
+            isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1
+        ):
             raise ValueError(
                 f"ArrayPipeline: `n_steps` must be None or a positive integer. "
                 f"Received: n_steps={n_steps!r}"
             )
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or (batch_size < 1)
+        ):
+            raise ValueError(
+                f"ArrayPipeline: `batch_size` must be a positive integer. "
+                f"Received: batch_size={batch_size!r}"
+            )
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
-        self.n_steps = n_steps
+        self.n_steps = None if n_steps is None else int(n_steps)
         self.shuffle = shuffle
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
@@ -238,7 +249,15 @@ def load_fashion_mnist(directory=FASHION_MNIST_DIR):
     )
 
 
-def tfds_pipeline(name="mnist", split="test", batch_size=256, n_steps=None, data_dir=None):
+def tfds_pipeline(
+    name="mnist",
+    split="test",
+    batch_size=256,
+    n_steps=None,
+    data_dir=None,
+    shuffle=False,
+    seed=None,
+):
     """A TensorFlow Datasets image-classification split as a lazy `tf.data` pipeline.
 
     Images become float32 `(height, width, channels)` raw pixel values, as the
@@ -256,6 +275,9 @@ def tfds_pipeline(name="mnist", split="test", batch_size=256, n_steps=None, data
         batch_size: Batch size. Defaults to `256`.
         n_steps: Hold each image for this many steps. Defaults to `None`.
         data_dir: TFDS' data directory. Defaults to TFDS' own.
+        shuffle: Shuffle the examples (a 10,000-example buffer, reshuffled
+            every epoch), for training. Defaults to `False`.
+        seed: Seed of the shuffling. Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)` batches, for `fit`,
@@ -264,6 +286,8 @@ def tfds_pipeline(name="mnist", split="test", batch_size=256, n_steps=None, data
     import tensorflow_datasets as tfds
 
     dataset = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
+    if shuffle:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     return _batched(dataset, batch_size, n_steps)
 
 

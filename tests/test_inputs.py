@@ -284,3 +284,60 @@ def test_array_pipeline_feeds_both_kinds_of_model_lazily():
     assert history.history["loss"][-1] < history.history["loss"][0]
     with pytest.raises(ValueError, match="as many samples"):
         ArrayPipeline(x, y[:10])
+
+
+def test_data_checks_leave_what_they_cannot_read_to_keras():
+    z, a = keras.Input((3,), name="z"), keras.Input((5,), name="a")
+    merged = keras.layers.Add()([keras.layers.Dense(2)(z), keras.layers.Dense(2)(a)])
+    snn = ksc.convert(keras.Model([z, a], merged), n_steps=3, constant_input=True, readout="mean")
+    xz, xa = np.ones((4, 3), "float32"), np.zeros((4, 5), "float32")
+    # A list-structured model fed by name: matched by name, not by sorted keys.
+    np.testing.assert_array_equal(
+        snn.predict({"a": xa, "z": xz}, verbose=0), snn.predict([xz, xa], verbose=0)
+    )
+    # A generator is Keras' to read.
+    snn.compile(loss="mse")
+
+    def batches():
+        while True:
+            yield (xz, xa), np.zeros((4, 2), "float32")
+
+    snn.fit(batches(), steps_per_epoch=2, epochs=1, verbose=0)
+
+
+def test_constant_input_arguments_and_reconversion_are_checked():
+    from keras_spiking_conv.runtime.model import ConstantInput
+
+    network = ksc.convert(models.tutorial_convnet())
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=r"`n_steps` must be a positive integer"):
+            ConstantInput(network, bad)
+    constant = ksc.convert(models.tutorial_convnet(), n_steps=3, constant_input=True)
+    with pytest.raises(TypeError, match=r"convert\(model.network, .*n_steps=3"):
+        ksc.convert(constant)
+
+
+def test_random_layers_run_in_the_loop_when_training():
+    from keras_spiking_conv.runtime.engine import constant_prefix
+    from keras_spiking_conv.runtime.plan import plan_of
+
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(4, name="first")(inp)
+    h = keras.layers.Dropout(0.5, name="drop")(h)
+    out = keras.layers.Dense(2, activation="relu", name="last")(h)
+    snn = ksc.convert(keras.Model(inp, out), swap_activations={"relu": "spiking_relu"})
+    plan = plan_of(snn)
+    names = lambda sites: [site.layer.name for site in sites]  # noqa: E731
+    assert "drop" in names(constant_prefix(plan)) and "first" in names(constant_prefix(plan))
+    training = names(constant_prefix(plan, training=True))
+    assert "first" in training and "drop" not in training and "last" not in training
+
+
+def test_encoders_compute_in_float32_under_a_mixed_policy():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        for layer in (ksc.layers.RegularEncoder(100.0), ksc.layers.PoissonEncoder(100.0, seed=0)):
+            assert layer.dtype_policy.name == "float32"
+            assert layer.cell.dtype_policy.name == "float32"
+    finally:
+        keras.config.set_dtype_policy("float32")

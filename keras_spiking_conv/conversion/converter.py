@@ -581,8 +581,14 @@ class Converter:
             initial_voltage,
             encoder,
         )
+        if getattr(model, "constant_input", False):
+            raise TypeError(
+                f"convert(): model '{model.name}' is a constant-input model already. "
+                "Re-convert its network with a time axis: convert(model.network, ..., "
+                f"constant_input=True, n_steps={model.n_steps})."
+            )
         already = is_converted(model)
-        if already and n_steps is not None:
+        if already and n_steps is not None and not constant_input:
             warnings.warn(
                 "convert(): `n_steps` is ignored when re-converting a converted model "
                 "(its inputs keep their time axis).",

@@ -216,7 +216,9 @@ def estimate_energy(snn, x, batch_size=None):
     edges and with strides, through pooling, `Add`, `Concatenate`, reshapes,
     synapses and nested models (see `docs/energy.md`). The model's inputs are
     not spikes: the first layer computes every connection it uses every step
-    (its `dense_macs`). The original network's MACs (one pass) come with it.
+    (its `dense_macs`). So are a spike encoder's outputs (`RegularEncoder`,
+    `PoissonEncoder`): counted as the dense values they encode, an
+    overestimate for spiking hardware. The original network's MACs (one pass) come with it.
 
     Args:
         snn: A model made by `keras_spiking_conv.convert`, inputs

@@ -87,6 +87,8 @@ class RegularEncoder(FeatureSequence):
     state_kind = "phase"
 
     def __init__(self, max_rate=100.0, dt=0.001, max_value=1.0, **kwargs):
+        # A phase integrated in float16/bfloat16 drifts: float32 unless asked otherwise.
+        kwargs.setdefault("dtype", "float32")
         cell = RegularEncoderCell(max_rate, dt, max_value, dtype=kwargs.get("dtype"))
         super().__init__(cell, **kwargs)
 
@@ -185,8 +187,9 @@ class PoissonEncoderCell(FeatureCell):
         batch = ops.shape(inputs)[0]
         flat_step = ops.cast(ops.reshape(step, (batch, -1))[:, 0], "int32")
         u = hash_uniform(self.seed, flat_step, batch, self.feature_shape)
-        p = ops.clip(inputs / self.max_value, 0.0, 1.0) * (self.max_rate * self.dt)
-        spikes = ops.cast(ops.cast(u, inputs.dtype) < p, inputs.dtype)
+        x = ops.cast(inputs, "float32")
+        p = ops.clip(x / self.max_value, 0.0, 1.0) * (self.max_rate * self.dt)
+        spikes = ops.cast(u < p, inputs.dtype)
         return spikes * (self.max_value / (self.max_rate * self.dt)), [step + 1.0]
 
     def get_config(self):
@@ -209,7 +212,10 @@ class PoissonEncoder(FeatureSequence):
     seed, the step, the sample's row in the batch and the feature: the same
     seed gives the same spikes on every backend, layer by layer, fused, in
     a constant-input model and in a `Stream` (its state counts the steps, so
-    chunks continue the spike train); another seed gives other spikes.
+    chunks continue the spike train) for the same batch layout; another seed
+    gives other spikes. The row in the batch, not the sample, picks the noise:
+    the same row of every batch (and epoch) gets the same noise, and a sample's
+    spikes depend on where `batch_size` puts it (shuffle training data).
 
     Args:
         max_rate: Rate for an input of `max_value`, in Hz; at most `1 / dt`.
@@ -231,6 +237,8 @@ class PoissonEncoder(FeatureSequence):
                 "is required (an integer), so that its spikes can be reproduced. Pass "
                 "e.g. PoissonEncoder(max_rate, seed=0)."
             )
+        # A step counter in float16/bfloat16 stops counting: float32 unless asked otherwise.
+        kwargs.setdefault("dtype", "float32")
         cell = PoissonEncoderCell(max_rate, dt, seed, max_value, dtype=kwargs.get("dtype"))
         super().__init__(cell, **kwargs)
 

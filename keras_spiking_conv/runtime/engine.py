@@ -51,11 +51,21 @@ def step(plan, inputs, states, training=False, constants=None):
     return [values[i] for i in plan.outputs], new_states
 
 
-def constant_prefix(plan):
+def constant_prefix(plan, training=False):
     """The sites whose outputs stay the same at every step when every input is held
-    constant (stateless sites that read only inputs or such outputs), in order."""
+    constant (stateless sites that read only inputs or such outputs), in order.
+
+    In training, a layer that draws random numbers (dropout, noise: a layer with a
+    `seed_generator`) draws anew at every step, so it and what follows it run in
+    the loop, as on a tiled input.
+    """
     constant, sites = set(plan.inputs), []
     for site in plan.sites:
+        layer = getattr(site.layer, "layer", site.layer)  # a TimeFold's per-step layer
+        if training and isinstance(
+            getattr(layer, "seed_generator", None), keras.random.SeedGenerator
+        ):
+            continue
         if site.role in ("stateless", "scale") and all(i in constant for i in site.inputs):
             constant.update(site.outputs)
             sites.append(site)
@@ -274,7 +284,7 @@ class FusedNetwork(keras.layers.Layer):
         loop. Returns the outputs as `call` does (each read out if it has a readout)."""
         flat = tree.flatten(inputs)
         values = run_sites(
-            constant_prefix(self.cell.plan),
+            constant_prefix(self.cell.plan, training),
             dict(zip(self.cell.plan.inputs, flat, strict=True)),
             training,
         )

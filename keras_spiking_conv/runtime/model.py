@@ -11,6 +11,7 @@ different batch sizes may round differently in the last bit).
 """
 
 import keras
+import numpy as np
 from keras import tree
 
 from keras_spiking_conv.runtime.engine import FusedNetwork, engine_of
@@ -134,6 +135,11 @@ class ConstantInput(keras.layers.Layer):
         if isinstance(network, dict):
             network = keras.saving.deserialize_keras_object(network)
         self.network = network
+        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+            raise ValueError(
+                f"ConstantInput '{self.name}': `n_steps` must be a positive integer (the "
+                f"steps each input is held for). Received: n_steps={n_steps!r}"
+            )
         self.n_steps = int(n_steps)
         self.engine = FusedNetwork(network, name=f"{network.name}_engine")
 
@@ -203,14 +209,22 @@ def check_input_shapes(model, inputs, time_axis):
     if inputs is None:
         return
     expected = tree.flatten(inputs_struct(model))
-    received = tree.flatten(inputs)
+    if isinstance(inputs, dict) and not isinstance(inputs_struct(model), dict):
+        # Keras feeds list-structured inputs by name too.
+        if not all(ref.name in inputs for ref in expected):
+            return  # Keras' message names the inputs
+        received = [inputs[ref.name] for ref in expected]
+    else:
+        received = tree.flatten(inputs)
     if len(received) != len(expected):
         return  # Keras' message names the number of inputs
     for ref, x in zip(expected, received, strict=True):
-        dtype = keras.backend.standardize_dtype(getattr(x, "dtype", "float32"))
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            return  # a generator, a DataLoader, ...: Keras reads and checks it
         try:
-            shape = tuple(getattr(x, "shape", ()))
-        except ValueError:  # a traced tensor of unknown rank: nothing to check
+            dtype = keras.backend.standardize_dtype(x.dtype)
+            shape = tuple(x.shape)
+        except (ValueError, TypeError):  # unknown rank while tracing, object arrays
             continue
         want = tuple(ref.shape)
         ranks = [want] + ([want[:-1]] if want and want[-1] == 1 else [])
