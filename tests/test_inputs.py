@@ -341,3 +341,15 @@ def test_encoders_compute_in_float32_under_a_mixed_policy():
             assert layer.cell.dtype_policy.name == "float32"
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_kept_encoders_take_the_new_dt_and_are_checked_against_it():
+    def encoder_of(model):
+        return next(layer for layer in model.layers if isinstance(layer, ksc.layers.PoissonEncoder))
+
+    snn = ksc.convert(models.tutorial_convnet(), encoder="poisson", seed=0)  # 1000 Hz at dt 1 ms
+    assert encoder_of(snn).dt == 0.001
+    again = encoder_of(ksc.convert(snn, dt=0.0005))
+    assert again.dt == 0.0005 and again.max_rate == 1000.0
+    with pytest.raises(ValueError, match=r"above 1 / dt = 500 Hz"):
+        ksc.convert(snn, dt=0.002)

@@ -302,9 +302,11 @@ class ConversionContext(LayerCloner):
     def keep(self, layer, args, kwargs):
         """Applies a copy of a layer that already runs over time (config and weights).
 
-        A synapse gets the conversion's `dt`: its `tau` stays in seconds.
+        A synapse or an encoder gets the conversion's `dt`: a `tau` or a `max_rate`
+        stays in seconds or Hz (an encoder checks its rate against the new `dt`).
         """
-        overrides = {"dt": self.options.dt} if isinstance(layer, LowpassSynapse) else {}
+        timed = (LowpassSynapse, RegularEncoder, PoissonEncoder)
+        overrides = {"dt": self.options.dt} if isinstance(layer, timed) else {}
         new_layer = self.clone(layer, **overrides)
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         outputs = new_layer(args[0] if len(args) == 1 else list(args), **call_kwargs)
