@@ -44,6 +44,7 @@ from keras_spiking_conv.layers import (
     TimeFold,
     TimeReadout,
 )
+from keras_spiking_conv.layers.encoders import Encoder
 from keras_spiking_conv.layers.readout import check_readout
 from keras_spiking_conv.runtime.model import SpikingModel, constant_input_model
 from keras_spiking_conv.runtime.plan import (
@@ -140,7 +141,7 @@ class Options:
             return lambda i, name: PoissonEncoder(
                 1.0 / self.dt, self.dt, seed=self.seed + i, name=name
             )
-        if isinstance(encoder, (RegularEncoder, PoissonEncoder)):
+        if isinstance(encoder, Encoder):
             config = encoder.get_config()
 
             def make(i, name):
@@ -305,8 +306,8 @@ class ConversionContext(LayerCloner):
         A synapse or an encoder gets the conversion's `dt`: a `tau` or a `max_rate`
         stays in seconds or Hz (an encoder checks its rate against the new `dt`).
         """
-        timed = (LowpassSynapse, RegularEncoder, PoissonEncoder)
-        overrides = {"dt": self.options.dt} if isinstance(layer, timed) else {}
+        timed = isinstance(layer, (LowpassSynapse, Encoder))
+        overrides = {"dt": self.options.dt} if timed else {}
         new_layer = self.clone(layer, **overrides)
         call_kwargs = {k: v for k, v in kwargs.items() if k == "training"}
         outputs = new_layer(args[0] if len(args) == 1 else list(args), **call_kwargs)

@@ -16,20 +16,59 @@ from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
 PACKAGE = "keras_spiking_conv"
 
 
-def _check_rate(max_rate, dt, owner, at_most_one_per_step):
-    """Checked `(max_rate, dt)`: positive, and at most one spike per step if asked."""
-    max_rate = check_number("max_rate", max_rate, owner=owner, positive=True)
-    dt = check_number("dt", dt, owner=owner, positive=True)
-    if at_most_one_per_step and max_rate * dt > 1.0:
-        raise ValueError(
-            f"{owner}: `max_rate` {max_rate:g} Hz is above 1 / dt = {1.0 / dt:g} Hz: a "
-            "Poisson encoder fires at most one spike per step. Lower `max_rate` or `dt`."
-        )
-    return max_rate, dt
+class EncoderCell(FeatureCell):
+    """Base of the encoder cells: checked `max_rate`, `dt` and `max_value`.
+
+    Args:
+        max_rate: Rate for an input of `max_value`, in Hz (> 0).
+        dt: Timestep in seconds (> 0).
+        max_value: The input that fires at `max_rate` (> 0).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    at_most_one_spike_per_step = False
+
+    def __init__(self, max_rate=100.0, dt=0.001, max_value=1.0, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"{type(self).__name__} '{self.name}'"
+        self.max_rate = check_number("max_rate", max_rate, owner=owner, positive=True)
+        self.dt = check_number("dt", dt, owner=owner, positive=True)
+        self.max_value = check_number("max_value", max_value, owner=owner, positive=True)
+        if self.at_most_one_spike_per_step and self.max_rate * self.dt > 1.0:
+            raise ValueError(
+                f"{owner}: `max_rate` {self.max_rate:g} Hz is above 1 / dt = "
+                f"{1.0 / self.dt:g} Hz: a Poisson encoder fires at most one spike per "
+                "step. Lower `max_rate` or `dt`."
+            )
+
+    @property
+    def amplitude(self):
+        """The value of one spike: `max_value / (max_rate * dt)`."""
+        return self.max_value / (self.max_rate * self.dt)
+
+    def arguments(self):
+        """The encoder's own arguments (its sequence layer's config adds them too)."""
+        return {"max_rate": self.max_rate, "dt": self.dt, "max_value": self.max_value}
+
+    def get_config(self):
+        return {**super().get_config(), **self.arguments()}
+
+
+class Encoder(FeatureSequence):
+    """Base of the encoder layers: a `FeatureSequence` whose arguments are its cell's."""
+
+    role = "state"
+
+    max_rate = property(lambda self: self.cell.max_rate)
+    dt = property(lambda self: self.cell.dt)
+    max_value = property(lambda self: self.cell.max_value)
+
+    def get_config(self):
+        return {**super().get_config(), **self.cell.arguments()}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RegularEncoderCell(FeatureCell):
+class RegularEncoderCell(EncoderCell):
     """Deterministic rate coding: an integrator fires whenever its phase passes 1.
 
     `phase += clip(x / max_value, 0, 1) * max_rate * dt; n = floor(phase);
@@ -43,12 +82,6 @@ class RegularEncoderCell(FeatureCell):
         **kwargs: Base layer keyword arguments.
     """
 
-    def __init__(self, max_rate=100.0, dt=0.001, max_value=1.0, **kwargs):
-        super().__init__(**kwargs)
-        owner = f"{type(self).__name__} '{self.name}'"
-        self.max_rate, self.dt = _check_rate(max_rate, dt, owner, at_most_one_per_step=False)
-        self.max_value = check_number("max_value", max_value, owner=owner, positive=True)
-
     def initial_state_value(self, batch_size):
         return ops.full((batch_size, *self.feature_shape), 0.5, dtype=self.compute_dtype)
 
@@ -56,19 +89,11 @@ class RegularEncoderCell(FeatureCell):
         fraction = ops.clip(inputs / self.max_value, 0.0, 1.0)
         phase = states[0] + fraction * (self.max_rate * self.dt)
         spikes = ops.floor(phase)
-        return spikes * (self.max_value / (self.max_rate * self.dt)), [phase - spikes]
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "max_rate": self.max_rate,
-            "dt": self.dt,
-            "max_value": self.max_value,
-        }
+        return spikes * self.amplitude, [phase - spikes]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RegularEncoder(FeatureSequence):
+class RegularEncoder(Encoder):
     """Deterministic (regular) rate coding of `(batch, time, *features)` intensities.
 
     The sequence form of `RegularEncoderCell` (see it for the equations). Its
@@ -83,7 +108,6 @@ class RegularEncoder(FeatureSequence):
         **kwargs: `keras.layers.RNN` and base layer keyword arguments.
     """
 
-    role = "state"
     state_kind = "phase"
 
     def __init__(self, max_rate=100.0, dt=0.001, max_value=1.0, **kwargs):
@@ -91,18 +115,6 @@ class RegularEncoder(FeatureSequence):
         kwargs.setdefault("dtype", "float32")
         cell = RegularEncoderCell(max_rate, dt, max_value, dtype=kwargs.get("dtype"))
         super().__init__(cell, **kwargs)
-
-    max_rate = property(lambda self: self.cell.max_rate)
-    dt = property(lambda self: self.cell.dt)
-    max_value = property(lambda self: self.cell.max_value)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "max_rate": self.max_rate,
-            "dt": self.dt,
-            "max_value": self.max_value,
-        }
 
 
 # A 32-bit integer hash (Chris Wellons' "lowbias32"): counter-based random numbers,
@@ -159,7 +171,7 @@ def hash_uniform(seed, step, batch_size, feature_shape):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PoissonEncoderCell(FeatureCell):
+class PoissonEncoderCell(EncoderCell):
     """Poisson rate coding, one step: a spike with probability
     `clip(x / max_value, 0, 1) * max_rate * dt`, output as
     `max_value / (max_rate * dt)`.
@@ -175,12 +187,11 @@ class PoissonEncoderCell(FeatureCell):
         **kwargs: Base layer keyword arguments.
     """
 
+    at_most_one_spike_per_step = True
+
     def __init__(self, max_rate=100.0, dt=0.001, seed=0, max_value=1.0, **kwargs):
-        super().__init__(**kwargs)
-        owner = f"{type(self).__name__} '{self.name}'"
-        self.max_rate, self.dt = _check_rate(max_rate, dt, owner, at_most_one_per_step=True)
-        self.max_value = check_number("max_value", max_value, owner=owner, positive=True)
-        self.seed = check_seed("seed", seed, owner=owner)
+        super().__init__(max_rate, dt, max_value, **kwargs)
+        self.seed = check_seed("seed", seed, owner=f"{type(self).__name__} '{self.name}'")
 
     def call(self, inputs, states):
         step = states[0]
@@ -190,20 +201,14 @@ class PoissonEncoderCell(FeatureCell):
         x = ops.cast(inputs, "float32")
         p = ops.clip(x / self.max_value, 0.0, 1.0) * (self.max_rate * self.dt)
         spikes = ops.cast(u < p, inputs.dtype)
-        return spikes * (self.max_value / (self.max_rate * self.dt)), [step + 1.0]
+        return spikes * self.amplitude, [step + 1.0]
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "max_rate": self.max_rate,
-            "dt": self.dt,
-            "seed": self.seed,
-            "max_value": self.max_value,
-        }
+    def arguments(self):
+        return {**super().arguments(), "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PoissonEncoder(FeatureSequence):
+class PoissonEncoder(Encoder):
     """Poisson rate coding of `(batch, time, *features)` intensities, seeded.
 
     At each step and feature, a spike with probability
@@ -227,7 +232,6 @@ class PoissonEncoder(FeatureSequence):
         **kwargs: `keras.layers.RNN` and base layer keyword arguments.
     """
 
-    role = "state"
     state_kind = "step"
 
     def __init__(self, max_rate=100.0, dt=0.001, seed=None, max_value=1.0, **kwargs):
@@ -242,16 +246,4 @@ class PoissonEncoder(FeatureSequence):
         cell = PoissonEncoderCell(max_rate, dt, seed, max_value, dtype=kwargs.get("dtype"))
         super().__init__(cell, **kwargs)
 
-    max_rate = property(lambda self: self.cell.max_rate)
-    dt = property(lambda self: self.cell.dt)
     seed = property(lambda self: self.cell.seed)
-    max_value = property(lambda self: self.cell.max_value)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "max_rate": self.max_rate,
-            "dt": self.dt,
-            "seed": self.seed,
-            "max_value": self.max_value,
-        }
