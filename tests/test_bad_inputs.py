@@ -284,6 +284,18 @@ def test_probing_a_layer_that_runs_twice_lists_its_calls():
         ksc.probe(snn, ["nope"])
     # Layers of the same name in two nested models: fine at the top level; inside, the
     # flattened probe graph would need unique names, and the error says so.
+    twins = _twin_blocks()
+    assert len(ksc.probe(twins, ["b1"]).outputs) == 2
+    with pytest.raises(ValueError, match=r"Cannot probe \['b2/same_neuron'\].*unique names"):
+        ksc.probe(twins, ["b2/same"])
+    with pytest.warns(UserWarning, match=r"unique names.* Measuring only: \[\]"):
+        assert firing_rates(twins, np.ones((1, 2, 4))) == {}
+    with pytest.raises(ValueError, match=r"'sum' in .* is a TimeFold, not a neuron"):
+        firing_rates(snn, [np.ones((1, 2, 4))] * 2, layers=["sum"])
+
+
+def _twin_blocks():
+    """Converted: two nested models 'b1', 'b2', each with a spiking Dense named 'same'."""
     blocks = []
     for name in ("b1", "b2"):
         block_in = keras.Input((4,))
@@ -292,14 +304,7 @@ def test_probing_a_layer_that_runs_twice_lists_its_calls():
         )
     c = keras.Input((4,))
     twins = keras.Model(c, L.Add()([blocks[0](c), blocks[1](c)]))
-    twins = ksc.convert(twins, swap_activations={"relu": "spiking_relu"})
-    assert len(ksc.probe(twins, ["b1"]).outputs) == 2
-    with pytest.raises(ValueError, match=r"Cannot probe \['b2/same_neuron'\].*unique names"):
-        ksc.probe(twins, ["b2/same"])
-    with pytest.warns(UserWarning, match=r"unique names.* Measuring only: \[\]"):
-        assert firing_rates(twins, np.ones((1, 2, 4))) == {}
-    with pytest.raises(ValueError, match=r"'sum' in .* is a TimeFold, not a neuron"):
-        firing_rates(snn, [np.ones((1, 2, 4))] * 2, layers=["sum"])
+    return ksc.convert(twins, swap_activations={"relu": "spiking_relu"})
 
 
 def test_probe_error_suggests_only_names_that_work():
@@ -322,17 +327,7 @@ def test_probe_error_suggests_only_names_that_work():
     with pytest.raises(ValueError, match=r"no layer 'inner_dense_call2'"):
         ksc.probe(snn, ["inner_dense_call2"])
     # Two different layers of one name (in two nested models): no alias is offered.
-    blocks = []
-    for name in ("b1", "b2"):
-        block_in = keras.Input((4,))
-        blocks.append(
-            keras.Model(block_in, L.Dense(2, activation="relu", name="same")(block_in), name=name)
-        )
-    c = keras.Input((4,))
-    twins = ksc.convert(
-        keras.Model(c, L.Add()([blocks[0](c), blocks[1](c)])),
-        swap_activations={"relu": "spiking_relu"},
-    )
+    twins = _twin_blocks()
     with pytest.raises(ValueError, match=r"'same' matches 2 .*the one you want\.$"):
         ksc.probe(twins, ["same"])
     with pytest.raises(ValueError, match=r"no layer 'same_call0'"):
