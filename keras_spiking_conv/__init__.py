@@ -37,6 +37,7 @@ from keras_spiking_conv.export import export
 from keras_spiking_conv.latency import (
     LatencySweep,
     calibrate,
+    fold_batch_norm,
     latency_sweep,
     plot_latency,
     quantize_activations,
@@ -79,6 +80,7 @@ __all__ = [
     "tile_time",
     "verify",
     "calibrate",
+    "fold_batch_norm",
     "quantize_activations",
     "latency_sweep",
     "plot_latency",

@@ -39,9 +39,78 @@ def spiking_relu_step(inputs, voltage, dt, amplitude, rectify_input=True):
     return n_spikes * (amplitude / dt), voltage - n_spikes
 
 
-def spiking_relu_rates(inputs, amplitude):
-    """The rate (non-spiking) equivalent of `spiking_relu_step`."""
-    return ops.relu(inputs) * amplitude
+def integrate_and_fire_step(
+    inputs,
+    voltage,
+    count,
+    headroom,
+    dt,
+    amplitude,
+    rectify_input=True,
+    max_spikes_per_step=None,
+    reset="subtract",
+    negative_spikes=False,
+    clip=None,
+):
+    """One integrate-and-fire step with the options of chips and low-latency conversion.
+
+    `v += x * dt` (or `max(x, 0) * dt`), then `n = floor(v)` spikes, bounded:
+    - below by 0, or with `negative_spikes` by `-count` (a neuron that fired
+      too early takes spikes back, but its net count never goes below zero:
+      its cumulative count is then `max(floor(v0 + sum x dt), 0)` at every
+      step, the quantized ReLU of its accumulated input);
+    - above by `floor(headroom + clip)` with a `clip` (the cumulative count
+      never exceeds `clip` times the steps so far, so the mean output is a
+      ReLU clipped at `clip * amplitude / dt`);
+    - by `max_spikes_per_step` either way (`1`: binary spikes).
+    Then the reset: `v -= n` (`"subtract"`) or `v = 0` after a spike (`"zero"`).
+
+    Args:
+        inputs: Input current, any shape.
+        voltage: Membrane voltage, same shape as `inputs`.
+        count: Net spikes so far (used with `negative_spikes`, else None).
+        headroom: `clip * steps - count` so far (used with `clip`, else None).
+        dt: Timestep in seconds.
+        amplitude: Output scale of each spike.
+        rectify_input: Rectify the input before integrating it.
+        max_spikes_per_step: None or an int `>= 1`.
+        reset: `"subtract"` or `"zero"`.
+        negative_spikes: Allow negative spikes (down to a net count of zero).
+        clip: None, or the largest mean spike count per step (a number, or a
+            tensor that broadcasts on the last axis).
+
+    Returns:
+        `(spikes, voltage, count, headroom)`; `spikes` in units of `amplitude / dt`,
+        `count` and `headroom` None where unused.
+    """
+    drive = ops.relu(inputs) if rectify_input else inputs
+    voltage = voltage + drive * dt
+    n_spikes = ops.floor(voltage)
+    n_spikes = ops.maximum(n_spikes, -count if negative_spikes else 0.0)
+    if clip is not None:
+        headroom = headroom + clip
+        n_spikes = ops.minimum(n_spikes, ops.floor(headroom))
+    if max_spikes_per_step is not None:
+        k = float(max_spikes_per_step)
+        n_spikes = ops.clip(n_spikes, -k, k)
+    if reset == "zero":
+        voltage = ops.where(ops.not_equal(n_spikes, 0.0), ops.zeros_like(voltage), voltage)
+    else:
+        voltage = voltage - n_spikes
+    if negative_spikes:
+        count = count + n_spikes
+    if clip is not None:
+        headroom = headroom - n_spikes
+    return n_spikes * (amplitude / dt), voltage, count, headroom
+
+
+def spiking_relu_rates(inputs, amplitude, max_rate=None):
+    """The rate (non-spiking) equivalent of `spiking_relu_step`: `amplitude * max(x, 0)`,
+    clipped at `max_rate` (in input units) when given."""
+    rates = ops.relu(inputs)
+    if max_rate is not None:
+        rates = ops.minimum(rates, max_rate)
+    return rates * amplitude
 
 
 def lowpass_coefficient(tau, dt):

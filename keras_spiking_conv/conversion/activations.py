@@ -34,15 +34,38 @@ def _function_key(fn):
         return None
     # keras.activations.relu, keras.ops.relu, tf.nn.relu, jax.nn.relu and
     # torch.relu are all named "relu"; so are the others of each family.
-    return {"linear": "linear", "relu6": "relu6"}.get(name, name)
+    # relu6 is a clipped ReLU: the key "relu", with its clip (`activation_clip`).
+    return {"linear": "linear", "relu6": "relu"}.get(name, name)
+
+
+# Key of a `ReLU` layer with a negative slope or a threshold: no spiking neuron computes it.
+CUSTOM_RELU_KEY = "relu_custom"
 
 
 def relu_layer_key(layer):
-    """Key of a `keras.layers.ReLU` layer: "relu" only for a plain ReLU."""
-    plain = (
-        layer.max_value is None and float(layer.negative_slope) == 0 and float(layer.threshold) == 0
-    )
-    return "relu" if plain else "relu_custom"
+    """Key of a `keras.layers.ReLU` layer: "relu" for a plain or clipped ReLU
+    (`max_value` set: its neuron clips at it), `CUSTOM_RELU_KEY` with a negative
+    slope or a threshold."""
+    plain = float(layer.negative_slope) == 0 and float(layer.threshold) == 0
+    return "relu" if plain else CUSTOM_RELU_KEY
+
+
+def activation_clip(layer):
+    """The value a layer's ReLU clips at (`ReLU(max_value=6)`, `relu6`: 6.0), or None.
+
+    `layer` is a layer or a `keras.ops` call in a graph, as `layer_activation_key` takes.
+    """
+    if isinstance(layer, keras.layers.ReLU):
+        return None if layer.max_value is None else float(layer.max_value)
+    if isinstance(layer, keras.layers.Activation):
+        function = layer.activation
+    elif isinstance(layer, keras.layers.Layer):
+        function = getattr(layer, "activation", None)
+    else:  # a keras.ops call: ops.relu6
+        function = layer
+        name = type(layer).__name__.lower()
+        return 6.0 if name == "relu6" else None
+    return 6.0 if getattr(function, "__name__", None) == "relu6" else None
 
 
 def activation_key(activation):

@@ -33,7 +33,7 @@ from keras_spiking_conv.conversion.errors import ConversionError, check_model
 from keras_spiking_conv.conversion.generic import generic_rule, operation_rule
 from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
-from keras_spiking_conv.conversion.rules import block_layers
+from keras_spiking_conv.conversion.rules import block_layers, block_scales
 from keras_spiking_conv.layers import (
     LowpassSynapse,
     PoissonEncoder,
@@ -250,8 +250,17 @@ def _neuron_template(activation, neuron):
         config = (
             neuron.cell.get_config() if isinstance(neuron, SpikingReLU) else neuron.get_config()
         )
-        keep = ("amplitude", "initial_voltage", "spiking_aware_training", "rectify_input")
-        return bool(config["spiking"]), {k: config[k] for k in keep}
+        keep = (
+            "amplitude",
+            "initial_voltage",
+            "spiking_aware_training",
+            "rectify_input",
+            "max_spikes_per_step",
+            "reset",
+            "negative_spikes",
+        )
+        # An unset `rectify_input` (None) takes the converter's signed input.
+        return bool(config["spiking"]), {k: config[k] for k in keep if config[k] is not None}
     raise ValueError(
         f"convert(): `swap_activations[{activation!r}]` must be 'spiking_relu', 'relu' or a "
         f"configured SpikingReLU layer. Received: {neuron!r}"
@@ -287,6 +296,7 @@ class ConversionContext(LayerCloner):
         self.rng = rng
         self.used_names = set()
         self.block_layers = set()
+        self.block_scales = {}
         self._nested = {}
         self._wrappers = {}
         self.checked = set()  # ids of generic copies checked to work per sample
@@ -391,11 +401,14 @@ class ConversionContext(LayerCloner):
             or o.lookup(o.regularizer, source) is not None
         )
 
-    def neuron_block(self, source, key, x, threshold=None):
+    def neuron_block(self, source, key, x, threshold=None, max_value=None):
         """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse].
 
         With a `threshold` (a `QuantizedReLU`'s), `s` is also multiplied by
         `1 / (threshold * dt)`: an input at the threshold fires one spike per step.
+        With a `max_value` (a clipped ReLU's, in the original units: one, or one per
+        channel), the neuron's mean output is clipped at it (`SpikingReLU(clip=...)`),
+        spiking or rate.
         """
         o = self.options
         spiking, template = False, {}
@@ -419,8 +432,13 @@ class ConversionContext(LayerCloner):
             "rectify_input": RECTIFY_INPUT,
             **template,
         }
+        clip = None
+        if max_value is not None:  # in spikes per step of the scaled neuron
+            clip = np.asarray(max_value, dtype="float64") * np.asarray(scale) * o.dt
+            clip = tuple(clip.tolist()) if clip.ndim else float(clip)
         neuron = SpikingReLU(
             **template,
+            clip=clip,
             dt=o.dt,
             spiking=spiking,
             seed=int(self.rng.integers(0, 2**31 - 1)),
@@ -488,6 +506,7 @@ class _Conversion:
         self.context = ConversionContext(options, already_converted, self.report, rng)
         functional = as_functional(model)
         self.context.block_layers = block_layers(functional)
+        self.context.block_scales = block_scales(functional)
         # Names stay taken, except those of neuron blocks being rebuilt.
         self.context.used_names.update(
             layer.name

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_spiking_conv.conversion.activations import layer_activation_key
+from keras_spiking_conv.conversion.activations import activation_clip, layer_activation_key
 from keras_spiking_conv.conversion.errors import ConversionError
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import OperationLayer
@@ -168,7 +168,9 @@ def _convert_operation(operation, template, tensors, source, context):
     only_input = template == {"args": [{INPUT: 0}], "kwargs": {}}
     if key is not None and only_input and context.wants_neuron(source.name, key):
         context.record(source, kind="neuron")
-        return context.neuron_block(source.name, key, tensors[0])
+        return context.neuron_block(
+            source.name, key, tensors[0], max_value=activation_clip(operation)
+        )
     layer = OperationLayer(operation, template, name=context.unique_name(source.name))
     check_per_sample(layer, layer.compute_output_spec, [_step_spec(t) for t in tensors], where)
     context.record(source, kind="operation", activation=key)

@@ -1,5 +1,7 @@
 """The conversion report: every original layer, what it became, and why."""
 
+from keras_spiking_conv.conversion.activations import CUSTOM_RELU_KEY
+
 
 class ConversionReport:
     """What each layer of a model became in its converted model.
@@ -71,6 +73,11 @@ class ConversionReport:
                 row["note"] = (
                     "ReLU kept as a rate neuron (default); swap it with "
                     "swap_activations={'relu': 'spiking_relu'}"
+                )
+            elif activation == CUSTOM_RELU_KEY:
+                row["note"] = (
+                    "ReLU with a negative slope or a threshold: no spiking neuron computes "
+                    "it, so it stays a rate layer (a plain or clipped ReLU would become one)"
                 )
             else:
                 row["note"] = (

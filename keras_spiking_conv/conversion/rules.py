@@ -9,8 +9,9 @@ instantaneous values, not of the firing rates: a documented approximation.
 """
 
 import keras
+import numpy as np
 
-from keras_spiking_conv.conversion.activations import layer_activation_key
+from keras_spiking_conv.conversion.activations import activation_clip, layer_activation_key
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import (
     LowpassSynapse,
@@ -105,14 +106,20 @@ def stateless_rule(layer, args, kwargs, context):
     if key is not None and context.wants_neuron(layer.name, key):
         if isinstance(layer, QuantizedReLU):
             # Its learned threshold becomes the neuron's: one spike per step at it.
+            # Its learned threshold becomes the neuron's: one spike per step at it, and
+            # its clip: on average never more than one spike per step.
+            threshold = layer.threshold_value()
             context.record(layer, kind="neuron")
-            return context.neuron_block(layer.name, key, args[0], threshold=layer.threshold_value())
+            return context.neuron_block(
+                layer.name, key, args[0], threshold=threshold, max_value=threshold
+            )
+        max_value = activation_clip(layer)
         if is_activation_layer and not layer.weights:
             context.record(layer, kind="neuron")
-            return context.neuron_block(layer.name, key, args[0])
+            return context.neuron_block(layer.name, key, args[0], max_value=max_value)
         folded = context.fold(context.clone(layer, drop_activation=True), layer, args, kwargs)
         context.record(layer, kind="neuron")
-        return context.neuron_block(layer.name, key, folded)
+        return context.neuron_block(layer.name, key, folded, max_value=max_value)
     context.record(layer, kind="rate", activation=key)
     return context.fold(context.clone(layer), layer, args, kwargs)
 
@@ -143,7 +150,11 @@ def neuron_rule(layer, args, kwargs, context):
     """Re-converting: rebuild the neuron block from the current options."""
     source = source_of(layer)
     context.record(layer, kind="neuron", source=source)
-    return context.neuron_block(source, "relu", args[0])
+    max_value = None
+    if layer.clip is not None:  # back to the original units of the clipped ReLU
+        scale = np.asarray(context.block_scales.get(source, 1.0), dtype="float64")
+        max_value = np.asarray(layer.clip, dtype="float64") / (scale * layer.dt)
+    return context.neuron_block(source, "relu", args[0], max_value=max_value)
 
 
 @register_rule(TimeReadout)
@@ -172,6 +183,17 @@ def rebuilt_rule(layer, args, kwargs, context):
         return args[0]
     context.record(layer, kind="kept")
     return context.keep(layer, args, kwargs)
+
+
+def block_scales(model):
+    """Dict source -> the input scale of each of `model`'s neuron blocks (the clip of a
+    clipped neuron is in those units)."""
+    ids = block_layers(model)
+    return {
+        source_of(layer): layer.scale
+        for layer in model.layers
+        if isinstance(layer, RateScale) and not layer.inverse and id(layer) in ids
+    }
 
 
 def block_layers(model):

@@ -6,6 +6,7 @@ from keras_spiking_conv.latency.calibration import (
     activation_percentiles,
     calibrate,
 )
+from keras_spiking_conv.latency.folding import fold_batch_norm
 from keras_spiking_conv.latency.quantization import quantize_activations
 from keras_spiking_conv.latency.sweep import LatencySweep, latency_sweep, plot_latency
 
@@ -15,6 +16,7 @@ __all__ = [
     "LatencySweep",
     "activation_percentiles",
     "calibrate",
+    "fold_batch_norm",
     "latency_sweep",
     "plot_latency",
     "quantize_activations",

@@ -3,7 +3,11 @@
 import keras
 
 from keras_spiking_conv._validation import check_number
-from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
+from keras_spiking_conv.conversion.activations import (
+    NEURON_KEYS,
+    activation_clip,
+    layer_activation_key,
+)
 from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.converter import as_functional
 from keras_spiking_conv.latency.calibration import (
@@ -12,6 +16,7 @@ from keras_spiking_conv.latency.calibration import (
     neuron_sites,
 )
 from keras_spiking_conv.layers import QuantizedReLU
+from keras_spiking_conv.latency import folding
 from keras_spiking_conv.layers.quantized_relu import check_levels
 from keras_spiking_conv.runtime.plan import Plan
 
@@ -31,10 +36,12 @@ class _Quantizer(LayerCloner):
     def quantized_relu(self, layer, name):
         """The one `QuantizedReLU` of an original ReLU layer (shared calls share it)."""
         if id(layer) not in self.activations:
+            threshold = self.thresholds.get(layer.name, self.initial_threshold)
+            max_value = activation_clip(layer)
+            if max_value is not None:  # a clipped ReLU (ReLU6) clips no higher than it did
+                threshold = min(threshold, max_value)
             self.activations[id(layer)] = QuantizedReLU(
-                levels=self.levels,
-                threshold=self.thresholds.get(layer.name, self.initial_threshold),
-                name=name,
+                levels=self.levels, threshold=threshold, name=name
             )
         return self.activations[id(layer)]
 
@@ -73,6 +80,7 @@ def quantize_activations(
     percentile=99.9,
     initial_threshold=1.0,
     batch_size=256,
+    fold_batch_norm=True,
 ):
     """A copy of a trained model with every ReLU replaced by a `QuantizedReLU`.
 
@@ -104,6 +112,10 @@ def quantize_activations(
         initial_threshold: The starting threshold without `x`, `> 0`.
             Defaults to `1.0`.
         batch_size: Batch size for arrays in `x`. Defaults to `256`.
+        fold_batch_norm: Fold each BatchNormalization that follows a convolution
+            or Dense layer into it first (`fold_batch_norm`), so fine-tuning has
+            no moving statistics to settle and the network has fewer layers to
+            run per step. Defaults to `True`.
 
     Returns:
         A functional `keras.Model` (not compiled), with the original's inputs
@@ -128,6 +140,8 @@ def quantize_activations(
     initial_threshold = check_number(
         "initial_threshold", initial_threshold, owner=owner, positive=True
     )
+    if fold_batch_norm:
+        model = folding.fold_batch_norm(model)
     thresholds = {}
     if x is not None:
         thresholds = activation_percentiles(

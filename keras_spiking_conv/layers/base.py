@@ -59,17 +59,26 @@ class FeatureCell(keras.layers.Layer):
         self.built = True
 
     @property
+    def state_shape(self):
+        """Shape of the state without the batch axis (the feature shape, unless a cell
+        stacks several components on a leading axis)."""
+        return self.feature_shape
+
+    @property
     def state_size(self):
-        if self.feature_shape is not None and len(self.feature_shape) == 1:
-            return self.feature_shape[0]
+        shape = self.state_shape
+        if shape is not None and len(shape) == 1:
+            return shape[0]
         return -1
 
     @property
     def output_size(self):
-        return self.state_size
+        if self.feature_shape is not None and len(self.feature_shape) == 1:
+            return self.feature_shape[0]
+        return -1
 
     def initial_state_value(self, batch_size):
-        """Initial state tensor of shape `(batch_size, *feature_shape)`."""
+        """Initial state tensor of shape `(batch_size, *state_shape)`."""
         return ops.zeros((batch_size, *self.feature_shape), dtype=self.compute_dtype)
 
     def get_initial_state(self, batch_size=None):

@@ -1,5 +1,7 @@
 """Integrate-and-fire spiking ReLU: an RNN cell and a sequence layer."""
 
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -9,6 +11,7 @@ from keras_spiking_conv._validation import (
     check_bool,
     check_initial_voltage,
     check_number,
+    check_positive_values,
     check_seed,
 )
 from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
@@ -24,23 +27,72 @@ NEURON_ARGS = (
     "spiking_aware_training",
     "spiking",
     "rectify_input",
+    "max_spikes_per_step",
+    "reset",
+    "negative_spikes",
+    "clip",
 )
+
+RESETS = ("subtract", "zero")
+
+
+def _check_max_spikes(value, owner):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"{owner}: Argument `max_spikes_per_step` must be None (no limit) or an integer "
+            ">= 1 (1: binary spikes, as neuromorphic chips emit them). "
+            f"Received: max_spikes_per_step={value!r}"
+        )
+    return int(value)
+
+
+def _check_reset(value, owner):
+    if value not in RESETS:
+        raise ValueError(
+            f"{owner}: Argument `reset` must be 'subtract' (the voltage keeps what is left "
+            "over the threshold) or 'zero' (it returns to zero after a spike). "
+            f"Received: reset={value!r}"
+        )
+    return value
 
 
 def _neuron_args(
-    owner, dt, amplitude, initial_voltage, seed, spiking_aware_training, spiking, rectify_input
+    owner,
+    dt,
+    amplitude,
+    initial_voltage,
+    seed,
+    spiking_aware_training,
+    spiking,
+    rectify_input,
+    max_spikes_per_step=None,
+    reset="subtract",
+    negative_spikes=False,
+    clip=None,
 ):
     """Validates the neuron arguments shared by the cell and the layer."""
     return dict(
+        max_spikes_per_step=_check_max_spikes(max_spikes_per_step, owner),
+        reset=_check_reset(reset, owner),
+        negative_spikes=check_bool("negative_spikes", negative_spikes, owner=owner),
+        clip=None if clip is None else check_positive_values("clip", clip, owner=owner),
         dt=check_number("dt", dt, owner=owner, positive=True),
         amplitude=check_number("amplitude", amplitude, owner=owner, positive=True),
-        initial_voltage=check_initial_voltage(initial_voltage, owner=owner),
+        initial_voltage=(
+            None if initial_voltage is None else check_initial_voltage(initial_voltage, owner=owner)
+        ),
         seed=check_seed("seed", seed, owner=owner),
         spiking_aware_training=check_bool(
             "spiking_aware_training", spiking_aware_training, owner=owner
         ),
         spiking=check_bool("spiking", spiking, owner=owner),
-        rectify_input=check_bool("rectify_input", rectify_input, owner=owner),
+        rectify_input=(
+            None
+            if rectify_input is None
+            else check_bool("rectify_input", rectify_input, owner=owner)
+        ),
     )
 
 
@@ -63,7 +115,8 @@ class SpikingReLUCell(FeatureCell):
         amplitude: Scale of each spike (and of the rate output). Defaults to `1.0`.
         initial_voltage: `"random"` for a voltage per neuron drawn uniformly in
             `[0, 1)` from `seed` (as Nengo does), or a constant in `[0, 1)`.
-            Defaults to `"random"`.
+            `None` (not given): `"random"`; as a `convert(swap_activations=...)`
+            template, the converter's `initial_voltage`. Defaults to `None`.
         seed: Seed of the random initial voltage. `None` draws one at
             construction and stores it in the config, so a saved layer keeps
             its voltages. Defaults to `None`.
@@ -78,7 +131,30 @@ class SpikingReLUCell(FeatureCell):
             input and may go below zero (`v += x * dt; n = max(floor(v), 0)`),
             so the spike count follows the ReLU of the mean input: what
             low-latency conversion needs when inputs are spikes (see
-            `neurons.spiking_relu_step`). Defaults to `True`.
+            `neurons.spiking_relu_step`). `None` (not given): True, except
+            with `negative_spikes`; as a `convert(swap_activations=...)`
+            template, the converter's signed input. Defaults to `None`.
+        max_spikes_per_step: None (as many spikes a step as the voltage
+            allows) or an integer `k >= 1`: at most `k` spikes a step (`1`:
+            binary spikes, as neuromorphic chips emit them); the rest stays in
+            the voltage. Defaults to `None`.
+        reset: `"subtract"` (the voltage keeps what is left above the
+            threshold) or `"zero"` (it returns to zero after a spike, as
+            NIR's `IF` and most chips do). Defaults to `"subtract"`.
+        negative_spikes: If True, a neuron whose voltage falls below zero
+            after it has fired emits negative spikes (never more than it has
+            fired: its net count stays `>= 0`), so a neuron that fired too
+            early takes it back. Its cumulative count is then the quantized
+            ReLU of its accumulated input at every step, and a network of them
+            read out as a mean over `T` steps computes its ANN with every
+            activation rounded to `1/T` of a spike per step. Needs
+            `rectify_input=False` to have any effect. Defaults to `False`.
+        clip: None, or the largest mean number of spikes per step (a number,
+            or one per channel): the cumulative count never exceeds `clip`
+            times the steps so far, so the mean output is a ReLU clipped at
+            `clip * amplitude / dt` (the rate output too). `convert` sets it
+            for clipped ReLUs (`ReLU(max_value=6)`, `relu6`) and
+            `QuantizedReLU`. Defaults to `None`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -91,11 +167,15 @@ class SpikingReLUCell(FeatureCell):
         self,
         dt=0.001,
         amplitude=1.0,
-        initial_voltage="random",
+        initial_voltage=None,
         seed=None,
         spiking_aware_training=True,
         spiking=True,
-        rectify_input=True,
+        rectify_input=None,
+        max_spikes_per_step=None,
+        reset="subtract",
+        negative_spikes=False,
+        clip=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -109,19 +189,75 @@ class SpikingReLUCell(FeatureCell):
             spiking_aware_training,
             spiking,
             rectify_input,
+            max_spikes_per_step,
+            reset,
+            negative_spikes,
+            clip,
         )
+        self.max_spikes_per_step = args["max_spikes_per_step"]
+        self.reset = args["reset"]
+        self.negative_spikes = args["negative_spikes"]
+        self.clip = args["clip"]
         self.dt = args["dt"]
         self.amplitude = args["amplitude"]
-        self.initial_voltage = args["initial_voltage"]
+        # None: not given ("random" here; a `swap_activations` template then takes the
+        # converter's initial voltage).
+        self.initial_voltage_arg = args["initial_voltage"]
+        self.initial_voltage = (
+            "random" if self.initial_voltage_arg is None else self.initial_voltage_arg
+        )
         self.seed = args["seed"]
         if self.initial_voltage == "random" and self.seed is None:
             self.seed = int(np.random.randint(0, 2**31 - 1))
         self.spiking_aware_training = args["spiking_aware_training"]
         self.spiking = args["spiking"]
-        self.rectify_input = args["rectify_input"]
+        # None: not given (Nengo's rectified input here; a `swap_activations` template
+        # then takes the converter's signed input).
+        self.rectify_input_arg = args["rectify_input"]
+        self.rectify_input = True if self.rectify_input_arg is None else self.rectify_input_arg
+        if self.negative_spikes and self.rectify_input_arg:
+            raise ValueError(
+                f"{owner}: `negative_spikes=True` needs the signed input "
+                "(`rectify_input=False`): a rectified input never lowers the voltage, so "
+                "no spike would be taken back. Pass rectify_input=False (or leave it "
+                "unset in a swap_activations template, which then integrates the signed "
+                "input). Received: rectify_input=True"
+            )
+        if self.negative_spikes and self.rectify_input_arg is None:
+            self.rectify_input = False
+
+    @property
+    def extended(self):
+        """Whether any option beyond Nengo's neuron (and the signed input) is set."""
+        return (
+            self.max_spikes_per_step is not None
+            or self.reset != "subtract"
+            or self.negative_spikes
+            or self.clip is not None
+        )
+
+    @property
+    def n_components(self):
+        """State components: the voltage, the net count (negative spikes), the headroom (clip)."""
+        return 1 + int(self.negative_spikes) + int(self.clip is not None)
+
+    @property
+    def state_shape(self):
+        if self.feature_shape is None or self.n_components == 1:
+            return self.feature_shape
+        return (self.n_components, *self.feature_shape)
+
+    def _clip_tensor(self, dtype):
+        return ops.convert_to_tensor(np.asarray(self.clip, dtype="float64"), dtype=dtype)
 
     def build(self, input_shape):
         super().build(input_shape)
+        if isinstance(self.clip, tuple) and len(self.clip) != self.feature_shape[-1]:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' has {len(self.clip)} per-channel clips "
+                f"but its input has {self.feature_shape[-1]} channels (last axis; feature "
+                f"shape {self.feature_shape}). Give one clip per channel, or one for all."
+            )
         if self.initial_voltage == "random":
             values = np.random.default_rng(self.seed).uniform(0.0, 1.0, self.feature_shape)
             self.voltage0 = self.add_weight(
@@ -140,31 +276,66 @@ class SpikingReLUCell(FeatureCell):
             # assigned in place ("more than one element ... refers to a single
             # memory location").
             voltage0 = ops.cast(self.voltage0, self.compute_dtype)
-            return ops.zeros(shape, dtype=self.compute_dtype) + voltage0
-        return ops.full(shape, self.initial_voltage, dtype=self.compute_dtype)
+            voltage = ops.zeros(shape, dtype=self.compute_dtype) + voltage0
+        else:
+            voltage = ops.full(shape, self.initial_voltage, dtype=self.compute_dtype)
+        if self.n_components == 1:
+            return voltage
+        # The net count and the headroom start at zero.
+        zeros = ops.zeros(shape, dtype=self.compute_dtype)
+        return ops.stack([voltage] + [zeros] * (self.n_components - 1), axis=1)
+
+    def _rates(self, inputs):
+        max_rate = None if self.clip is None else self._clip_tensor(inputs.dtype) / self.dt
+        return neurons.spiking_relu_rates(inputs, self.amplitude, max_rate)
 
     def call(self, inputs, states, training=False):
-        voltage = states[0]
+        state = states[0]
         if not self.spiking or (training and not self.spiking_aware_training):
-            return neurons.spiking_relu_rates(inputs, self.amplitude), [voltage]
-        spikes, voltage = neurons.spiking_relu_step(
-            inputs, voltage, self.dt, self.amplitude, self.rectify_input
-        )
+            return self._rates(inputs), [state]
+        if not self.extended:
+            spikes, state = neurons.spiking_relu_step(
+                inputs, state, self.dt, self.amplitude, self.rectify_input
+            )
+        else:
+            parts = [state] if self.n_components == 1 else ops.unstack(state, axis=1)
+            voltage = parts[0]
+            count = parts[1] if self.negative_spikes else None
+            headroom = parts[-1] if self.clip is not None else None
+            spikes, voltage, count, headroom = neurons.integrate_and_fire_step(
+                inputs,
+                voltage,
+                count,
+                headroom,
+                self.dt,
+                self.amplitude,
+                rectify_input=self.rectify_input,
+                max_spikes_per_step=self.max_spikes_per_step,
+                reset=self.reset,
+                negative_spikes=self.negative_spikes,
+                clip=None if self.clip is None else self._clip_tensor(inputs.dtype),
+            )
+            parts = [p for p in (voltage, count, headroom) if p is not None]
+            state = parts[0] if len(parts) == 1 else ops.stack(parts, axis=1)
         if training:
-            rates = neurons.spiking_relu_rates(inputs, self.amplitude)
+            rates = self._rates(inputs)
             spikes = rates + ops.stop_gradient(spikes - rates)
-        return spikes, [voltage]
+        return spikes, [state]
 
     def get_config(self):
         return {
             **super().get_config(),
             "dt": self.dt,
             "amplitude": self.amplitude,
-            "initial_voltage": self.initial_voltage,
+            "initial_voltage": self.initial_voltage_arg,
             "seed": self.seed,
             "spiking_aware_training": self.spiking_aware_training,
             "spiking": self.spiking,
-            "rectify_input": self.rectify_input,
+            "rectify_input": self.rectify_input_arg,
+            "max_spikes_per_step": self.max_spikes_per_step,
+            "reset": self.reset,
+            "negative_spikes": self.negative_spikes,
+            "clip": list(self.clip) if isinstance(self.clip, tuple) else self.clip,
         }
 
 
@@ -182,13 +353,22 @@ class SpikingReLU(FeatureSequence):
         dt: Simulation timestep in seconds. Defaults to `0.001`.
         amplitude: Scale of each spike (and of the rate output). Defaults to `1.0`.
         initial_voltage: `"random"` (per neuron, from `seed`) or a constant in
-            `[0, 1)`, as in `SpikingReLUCell`. Defaults to `"random"`.
+            `[0, 1)`, as in `SpikingReLUCell`; `None`: `"random"`, or the
+            converter's as a `swap_activations` template. Defaults to `None`.
         seed: Seed of the random initial voltage. Defaults to `None`.
         spiking_aware_training: Spikes forward and the rate gradient backward
             in training. Defaults to `True`.
         spiking: If False, a rate neuron (a stateless ReLU). Defaults to `True`.
         rectify_input: Integrate `max(x, 0)` (True, Nengo's) or the signed
-            input (False, the converter's neurons). Defaults to `True`.
+            input (False, the converter's neurons); `None`: True, or False with
+            `negative_spikes` (see `SpikingReLUCell`). Defaults to `None`.
+        max_spikes_per_step: None or at most `k` spikes a step (`1`: binary
+            spikes). Defaults to `None`.
+        reset: `"subtract"` or `"zero"`. Defaults to `"subtract"`.
+        negative_spikes: A neuron that fired too early takes spikes back
+            (its net count stays `>= 0`). Defaults to `False`.
+        clip: None, or the largest mean spike count per step (one, or one per
+            channel). Defaults to `None`.
         return_sequences: Return the output of every step (True) or only the
             last. Defaults to `True` (unlike `keras.layers.RNN`).
         return_state: Also return the final voltage. Defaults to `False`.
@@ -218,11 +398,15 @@ class SpikingReLU(FeatureSequence):
         self,
         dt=0.001,
         amplitude=1.0,
-        initial_voltage="random",
+        initial_voltage=None,
         seed=None,
         spiking_aware_training=True,
         spiking=True,
-        rectify_input=True,
+        rectify_input=None,
+        max_spikes_per_step=None,
+        reset="subtract",
+        negative_spikes=False,
+        clip=None,
         return_sequences=True,
         return_state=False,
         stateful=False,
@@ -237,6 +421,10 @@ class SpikingReLU(FeatureSequence):
             spiking_aware_training=spiking_aware_training,
             spiking=spiking,
             rectify_input=rectify_input,
+            max_spikes_per_step=max_spikes_per_step,
+            reset=reset,
+            negative_spikes=negative_spikes,
+            clip=clip,
             name=f"{kwargs.get('name', 'spiking_relu')}_cell",
             dtype=kwargs.get("dtype"),
         )
@@ -264,13 +452,17 @@ class SpikingReLU(FeatureSequence):
     spiking_aware_training = property(lambda self: self.cell.spiking_aware_training)
     spiking = property(lambda self: self.cell.spiking)
     rectify_input = property(lambda self: self.cell.rectify_input)
+    max_spikes_per_step = property(lambda self: self.cell.max_spikes_per_step)
+    reset = property(lambda self: self.cell.reset)
+    negative_spikes = property(lambda self: self.cell.negative_spikes)
+    clip = property(lambda self: self.cell.clip)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         if self.spiking:
             return super().call(
                 sequences, initial_state=initial_state, mask=mask, training=training
             )
-        rates = neurons.spiking_relu_rates(sequences, self.amplitude)
+        rates = self.cell._rates(sequences)
         if not self.return_sequences:
             rates = rates[:, -1]
         if not self.return_state:

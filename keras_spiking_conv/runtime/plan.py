@@ -396,7 +396,7 @@ def _source(site):
 def _state_spec(layer, path):
     if not (isinstance(layer, FeatureSequence) and layer.has_state):
         return None
-    shape = (None, *layer.cell.feature_shape)
+    shape = (None, *layer.cell.state_shape)
     return StateSpec(
         state_key(path), layer.name, path, layer.state_kind, shape, layer.compute_dtype
     )

@@ -1,0 +1,223 @@
+"""Conversion at depth: neurons as chips run them (binary spikes, zero reset), negative
+spikes, clipped ReLUs (ReLU6), BatchNormalization folding, and QCFS conversion that is
+exact at T = levels."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_spiking_conv as ksc
+from keras_spiking_conv.layers import QuantizedReLU
+
+DT = 0.001
+
+
+def run(layer, x):
+    return keras.ops.convert_to_numpy(layer(x)) * DT  # spikes per step
+
+
+def reference_neuron(x, negative=False, k=None, reset="subtract", clip=None):
+    """NumPy integrate-and-fire with the new options, one step at a time (signed input)."""
+    v = np.full(x[:, 0].shape, 0.5)
+    count = np.zeros_like(v)
+    headroom = np.zeros_like(v)
+    out = []
+    for t in range(x.shape[1]):
+        v = v + x[:, t] * DT
+        n = np.floor(v)
+        n = np.maximum(n, -count if negative else 0.0)
+        if clip is not None:
+            headroom = headroom + clip
+            n = np.minimum(n, np.floor(headroom))
+        if k is not None:
+            n = np.clip(n, -k, k)
+        v = np.where(n != 0, 0.0, v) if reset == "zero" else v - n
+        count += n
+        headroom -= n
+        out.append(n)
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"negative_spikes": True},
+        {"max_spikes_per_step": 1},
+        {"max_spikes_per_step": 2, "reset": "zero"},
+        {"clip": 0.5},
+        {"negative_spikes": True, "max_spikes_per_step": 1, "clip": 1.0},
+    ],
+)
+def test_neuron_options_follow_the_reference(rng, options):
+    x = (rng.normal(size=(3, 40, 5)) * 3000).astype("float32")
+    layer = ksc.SpikingReLU(initial_voltage=0.5, rectify_input=False, **options)
+    spikes = run(layer, x)
+    expected = reference_neuron(
+        x.astype("float64"),
+        negative=options.get("negative_spikes", False),
+        k=options.get("max_spikes_per_step"),
+        reset=options.get("reset", "subtract"),
+        clip=options.get("clip"),
+    )
+    np.testing.assert_allclose(spikes, expected, atol=1e-5)
+    if "max_spikes_per_step" in options:
+        assert np.abs(spikes).max() <= options["max_spikes_per_step"] + 1e-6
+    assert spikes.cumsum(axis=1).min() >= -1e-6  # the net count never goes below zero
+    clone = ksc.SpikingReLU.from_config(layer.get_config())
+    np.testing.assert_array_equal(run(clone, x), spikes)
+
+
+def test_negative_spikes_count_the_quantized_relu_of_the_accumulated_input(rng):
+    x = (rng.normal(size=(4, 60, 7)) * 2000).astype("float32")
+    spikes = run(ksc.SpikingReLU(initial_voltage=0.5, negative_spikes=True), x)
+    target = np.maximum(np.floor(0.5 + np.cumsum(x.astype("float64") * DT, axis=1)), 0)
+    np.testing.assert_allclose(spikes.cumsum(axis=1), target, atol=1e-4)
+    # without negative spikes a neuron that fired too early keeps its spikes
+    unsigned = run(ksc.SpikingReLU(initial_voltage=0.5, rectify_input=False), x)
+    assert (unsigned.cumsum(axis=1) > target + 0.5).any()
+
+
+def test_clip_bounds_the_mean_and_the_rate_output(rng):
+    x = (rng.uniform(0, 5000, size=(2, 30, 4))).astype("float32")
+    spikes = run(ksc.SpikingReLU(initial_voltage=0.5, clip=(0.5, 1.0, 2.0, 3.0)), x)
+    steps = np.arange(1, 31)[None, :, None]
+    assert (spikes.cumsum(axis=1) <= np.array([0.5, 1.0, 2.0, 3.0]) * steps + 1e-6).all()
+    rate = ksc.SpikingReLU(spiking=False, clip=2.0)(x[:, :1])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(rate), np.minimum(x[:, :1], 2000))
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"max_spikes_per_step": 0}, "max_spikes_per_step"),
+        ({"max_spikes_per_step": 1.5}, "max_spikes_per_step"),
+        ({"reset": "half"}, "reset"),
+        ({"negative_spikes": True, "rectify_input": True}, "rectify_input=False"),
+        ({"clip": -1.0}, "clip"),
+    ],
+)
+def test_bad_neuron_options_say_what_to_pass(options, match):
+    with pytest.raises(ValueError, match=match):
+        ksc.SpikingReLU(name="n", **options)
+
+
+def test_template_takes_the_converters_defaults_for_what_it_does_not_set():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu")])
+    snn = ksc.convert(
+        model, swap_activations={"relu": ksc.SpikingReLU(max_spikes_per_step=1, reset="zero")}
+    )
+    (neuron,) = [layer for layer in snn.layers if isinstance(layer, ksc.SpikingReLU)]
+    assert neuron.initial_voltage == 0.5 and neuron.rectify_input is False
+    assert neuron.max_spikes_per_step == 1 and neuron.reset == "zero"
+
+
+def relu6_bn_net():
+    inp = keras.Input((10, 10, 2), name="image")
+    h = keras.layers.Conv2D(6, 3, use_bias=False, name="conv")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU(max_value=6.0, name="relu6")(h)
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(h)
+    h = keras.layers.BatchNormalization(name="dw_bn")(h)
+    h = keras.layers.Activation("relu6", name="act6")(h)
+    skip = keras.layers.Conv2D(12, 1, name="proj")(h)
+    skip = keras.layers.BatchNormalization(name="proj_bn")(skip)
+    h = keras.layers.Add(name="add")([h, skip])
+    h = keras.layers.ReLU(name="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    out = keras.layers.Dense(4, name="out")(h)
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(1).uniform(0, 4, (48, 10, 10, 2)).astype("float32")
+    model.compile("adam", "mse")
+    model.fit(x, np.random.default_rng(2).normal(size=(48, 4)), epochs=2, verbose=0)
+    return model, x
+
+
+def test_fold_batch_norm_computes_the_same_with_fewer_layers():
+    model, x = relu6_bn_net()
+    folded = ksc.fold_batch_norm(model)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert len(folded.layers) == len(model.layers) - 3
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    assert model.get_layer("bn") is not None  # the original is untouched
+
+
+def test_clipped_relus_become_clipped_neurons():
+    model, x = relu6_bn_net()
+    ann = model.predict(x, verbose=0)
+    # rate conversion stays exact with every ReLU6 a neuron block
+    rate = ksc.convert(model, scale_firing_rates=3.0, readout="mean")
+    np.testing.assert_allclose(rate.predict(ksc.tile_time(x, 2), verbose=0), ann, atol=1e-4)
+    scales = ksc.calibrate(model, x)
+    assert {"relu6", "act6", "relu"} == set(scales)
+    snn = ksc.convert(
+        model,
+        swap_activations={"relu": ksc.SpikingReLU(negative_spikes=True)},
+        scale_firing_rates=scales,
+        readout="mean",
+    )
+    clipped = {
+        layer.source: layer.clip for layer in snn.layers if isinstance(layer, ksc.SpikingReLU)
+    }
+    assert clipped["relu"] is None and clipped["relu6"] is not None
+    # spikes per step at the clip: max_value * scale * dt, per channel
+    np.testing.assert_allclose(clipped["relu6"], 6.0 * np.asarray(scales["relu6"]) * DT)
+    errors = [np.abs(snn.predict(ksc.tile_time(x, t), verbose=0) - ann).mean() for t in (2, 8, 32)]
+    assert errors[2] < errors[1] < errors[0]
+
+
+def test_quantization_aware_conversion_is_exact_at_t_equal_levels():
+    model, x = relu6_bn_net()
+    q = ksc.quantize_activations(model, levels=4, x=x)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in q.layers)
+    thresholds = {
+        layer.name: layer.threshold_value()
+        for layer in q.layers
+        if isinstance(layer, QuantizedReLU)
+    }
+    assert thresholds["relu6"] <= 6.0 and thresholds["act6"] <= 6.0
+    swap = {QuantizedReLU: ksc.SpikingReLU(negative_spikes=True)}
+    snn = ksc.convert(q, swap_activations=swap, readout="mean")
+    qann = q.predict(x, verbose=0)
+    exact = np.abs(snn.predict(ksc.tile_time(x, 4), verbose=0) - qann)
+    assert np.median(exact) < 1e-5
+    # without negative spikes deeper layers get their spikes unevenly over time
+    unsigned = ksc.convert(q, swap_activations={QuantizedReLU: "spiking_relu"}, readout="mean")
+    uneven = np.abs(unsigned.predict(ksc.tile_time(x, 4), verbose=0) - qann)
+    assert uneven.mean() > exact.mean()
+
+
+def test_extended_neurons_give_the_same_spikes_on_every_path(tmp_path):
+    model, x = relu6_bn_net()
+    swap = {"relu": ksc.SpikingReLU(negative_spikes=True, max_spikes_per_step=2)}
+    snn = ksc.convert(model, swap_activations=swap, scale_firing_rates=ksc.calibrate(model, x))
+    seq = ksc.tile_time(x[:4], 6)
+    fused = snn.predict(seq, verbose=0)
+    stream = ksc.Stream(snn)
+    chunks = np.concatenate(
+        [
+            keras.ops.convert_to_numpy(stream(seq[:, :2])),
+            keras.ops.convert_to_numpy(stream(seq[:, 2:])),
+        ],
+        axis=1,
+    )
+    np.testing.assert_array_equal(chunks, fused)
+    path = tmp_path / "snn.keras"
+    snn.save(path)
+    np.testing.assert_array_equal(keras.saving.load_model(path).predict(seq, verbose=0), fused)
+    layout = ksc.state_layout(snn)
+    signed = [spec for spec in layout.values() if spec.layer.startswith("relu6")]
+    # voltage, net count and headroom of the clip, stacked
+    assert signed and signed[0].shape[1] == 3
+
+
+def test_steps_within_counts_a_sweep_exactly_points_below():
+    sweep = ksc.LatencySweep(
+        [
+            {"n_steps": 4, "accuracy": 83.5, "rate": 1.0},
+            {"n_steps": 8, "accuracy": 83.75, "rate": 1.0},
+        ],
+        readout="mean",
+        n_examples=2000,
+    )
+    assert sweep.steps_within(np.float32(84.75), 1.0) == 8
+    assert sweep.steps_within(84.75, 0.5) is None
