@@ -10,13 +10,13 @@ from keras_spiking_conv.conversion.activations import (
 )
 from keras_spiking_conv.conversion.cloning import LayerCloner
 from keras_spiking_conv.conversion.converter import as_functional
+from keras_spiking_conv.latency import folding
 from keras_spiking_conv.latency.calibration import (
     activation_percentiles,
     check_original,
     neuron_sites,
 )
 from keras_spiking_conv.layers import QuantizedReLU
-from keras_spiking_conv.latency import folding
 from keras_spiking_conv.layers.quantized_relu import check_levels
 from keras_spiking_conv.runtime.plan import Plan
 
