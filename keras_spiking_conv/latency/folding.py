@@ -60,19 +60,20 @@ def _foldable_pairs(model):
     return pairs
 
 
+def _numpy(variable):
+    # `.numpy()`: `np.array` of a TensorFlow Variable warns (NumPy 2 `copy` keyword).
+    return variable.numpy()
+
+
 def _folded_weights(layer, bn):
     """`layer`'s (kernel, bias) with `bn` (inference statistics) folded in."""
-    kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
+    kernel = _numpy(layer.kernel).astype("float64")
     channels = bn.moving_mean.shape[-1]
-    bias = (
-        keras.ops.convert_to_numpy(layer.bias).astype("float64")
-        if layer.use_bias
-        else np.zeros(channels)
-    )
-    gamma = keras.ops.convert_to_numpy(bn.gamma) if bn.scale else np.ones(channels)
-    beta = keras.ops.convert_to_numpy(bn.beta) if bn.center else np.zeros(channels)
-    mean = keras.ops.convert_to_numpy(bn.moving_mean)
-    variance = keras.ops.convert_to_numpy(bn.moving_variance)
+    bias = _numpy(layer.bias).astype("float64") if layer.use_bias else np.zeros(channels)
+    gamma = _numpy(bn.gamma) if bn.scale else np.ones(channels)
+    beta = _numpy(bn.beta) if bn.center else np.zeros(channels)
+    mean = _numpy(bn.moving_mean)
+    variance = _numpy(bn.moving_variance)
     factor = gamma / np.sqrt(variance + bn.epsilon)
     shape = kernel.shape
     if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):  # (..., in, multiplier)

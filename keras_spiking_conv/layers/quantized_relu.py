@@ -78,7 +78,8 @@ class QuantizedReLU(keras.layers.Layer):
 
     def threshold_value(self):
         """The current threshold as a Python float."""
-        return max(float(ops.convert_to_numpy(self.threshold)), MIN_THRESHOLD)
+        # `.numpy()`: `np.array` of a TensorFlow Variable warns (NumPy 2 `copy` keyword).
+        return max(float(self.threshold.numpy()), MIN_THRESHOLD)
 
     def call(self, inputs):
         threshold = ops.maximum(ops.cast(self.threshold, inputs.dtype), MIN_THRESHOLD)
