@@ -421,7 +421,8 @@ def test_many_spikes_per_step_through_a_high_rate_scale_are_exact():
     model = keras.Model(inp, L.ReLU(name="r")(inp))
     snn = ksc.convert(
         model,
-        swap_activations={"relu": SpikingReLU(initial_voltage=0.0)},
+        # rectified input, given: a template's unset `rectify_input` is the converter's
+        swap_activations={"relu": SpikingReLU(initial_voltage=0.0, rectify_input=True)},
         scale_firing_rates=2.0**12,
         dt=2.0**-10,
     )

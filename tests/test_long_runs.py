@@ -81,7 +81,8 @@ def test_ten_thousand_steps_through_a_converted_model():
     out.set_weights([rng.integers(-2, 3, (3, 2)).astype("float32")])
     snn = ksc.convert(
         model,
-        swap_activations={"relu": SpikingReLU(initial_voltage=0.5)},
+        # rectified input, given: a template's unset `rectify_input` is the converter's
+        swap_activations={"relu": SpikingReLU(initial_voltage=0.5, rectify_input=True)},
         dt=DT,
     )
     probed = ksc.probe(snn, ["hid"])
