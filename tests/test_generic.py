@@ -113,9 +113,11 @@ def test_ops_relu_is_swappable_and_spikes_approach_the_rates():
     x = _data(model, n=8)
     converter = _convert(model, swap_activations={"relu": "spiking_relu"}, scale_firing_rates=200.0)
     spiking = converter.report.spiking_layers
-    assert len(spiking) == 2 and all(name.startswith("relu") for name in spiking)
+    # two ops.relu and the hard swish's ops.relu6 (a clipped ReLU: a neuron clipped at 6)
+    assert len(spiking) == 3 and all(name.startswith("relu") for name in spiking)
     neurons = [layer for layer in converter.model.layers if isinstance(layer, ksc.SpikingReLU)]
-    assert len(neurons) == 2 and all(n.spiking for n in neurons)
+    assert len(neurons) == 3 and all(n.spiking for n in neurons)
+    assert sorted(n.clip is not None for n in neurons) == [False, False, True]
     rates = model.predict(x, verbose=0)
     spikes = converter.model.predict(ksc.tile_time(x, 400), verbose=0).mean(axis=1)
     error = np.abs(spikes - rates).max() / np.abs(rates).max()
@@ -303,15 +305,17 @@ def test_calibrate_and_quantize_find_ops_relu():
     model = ops_model()
     x = _data(model, n=16)
     scales = ksc.calibrate(model, x, per_channel=False)
-    relus = {op.name for op in model.operations if type(op).__name__ == "Relu"}
-    assert len(relus) == 2 and set(scales) == relus  # keyed by the operations' names
+    # two ops.relu and an ops.relu6 (a clipped ReLU), keyed by the operations' names
+    relus = {op.name for op in model.operations if type(op).__name__ in ("Relu", "Relu6")}
+    assert len(relus) == 3 and set(scales) == relus
     converter = _convert(
         model, swap_activations={"relu": "spiking_relu"}, scale_firing_rates=scales
     )
-    assert len(converter.report.spiking_layers) == 2
+    assert len(converter.report.spiking_layers) == 3
     quantized = ksc.quantize_activations(model, levels=4)
     relus = [layer for layer in quantized.layers if isinstance(layer, ksc.QuantizedReLU)]
-    assert len(relus) == 2
+    assert len(relus) == 3
+    assert min(layer.threshold_value() for layer in relus) <= 6.0
     snn = _convert(quantized, swap_activations={ksc.QuantizedReLU: "spiking_relu"}, readout="mean")
     assert snn.model.predict(ksc.tile_time(x, 4), verbose=0).shape == (16, 5)
 
