@@ -74,16 +74,31 @@ def check_bool(name, value, *, owner=None):
     return bool(value)
 
 
-def check_seed(name, value, *, owner=None):
-    """Checks an optional non-negative integer seed."""
-    if value is None:
+def check_integer(name, value, *, owner=None, minimum=0, optional=False, hint=None):
+    """Checks an integer `>= minimum` (or None, if `optional`) and returns it as an int.
+
+    Args:
+        name: Argument name, used in the error message.
+        value: Value received.
+        owner: Optional "where" prefix (e.g. the layer class and name).
+        minimum: The smallest value allowed.
+        optional: Allow None (returned as it is).
+        hint: What the argument means, put in the message in brackets.
+    """
+    if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
         raise ValueError(
-            f"{_where(owner)}Argument `{name}` must be None or a non-negative "
-            f"integer. Received: {name}={value!r}"
+            f"{_where(owner)}Argument `{name}` must be {'None or ' if optional else ''}{kind}"
+            f"{f' ({hint})' if hint else ''}. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_seed(name, value, *, owner=None):
+    """Checks an optional non-negative integer seed."""
+    return check_integer(name, value, owner=owner, optional=True)
 
 
 def check_initial_voltage(value, *, owner=None):

@@ -18,6 +18,7 @@ def spiking_relu_step(inputs, voltage, dt, amplitude, rectify_input=True):
     methods): `v += x * dt; n = max(floor(v), 0); ...`. Its spike count then
     follows the ReLU of the *mean* input, where a rectified input follows the
     mean of the ReLU, which overshoots when a spiking input alternates.
+    `integrate_and_fire_step` with no other option set.
 
     Args:
         inputs: Input current, any shape.
@@ -30,13 +31,10 @@ def spiking_relu_step(inputs, voltage, dt, amplitude, rectify_input=True):
         A tuple `(spikes, new_voltage)`; `spikes` is in units of
         `amplitude / dt` (a firing rate).
     """
-    if rectify_input:
-        voltage = voltage + ops.relu(inputs) * dt
-        n_spikes = ops.floor(voltage)
-    else:
-        voltage = voltage + inputs * dt
-        n_spikes = ops.relu(ops.floor(voltage))
-    return n_spikes * (amplitude / dt), voltage - n_spikes
+    spikes, voltage, _, _ = integrate_and_fire_step(
+        inputs, voltage, None, None, dt, amplitude, rectify_input
+    )
+    return spikes, voltage
 
 
 def integrate_and_fire_step(
@@ -86,7 +84,10 @@ def integrate_and_fire_step(
     drive = ops.relu(inputs) if rectify_input else inputs
     voltage = voltage + drive * dt
     n_spikes = ops.floor(voltage)
-    n_spikes = ops.maximum(n_spikes, -count if negative_spikes else 0.0)
+    if negative_spikes:
+        n_spikes = ops.maximum(n_spikes, -count)
+    elif not rectify_input:  # a rectified input never takes the voltage below zero
+        n_spikes = ops.relu(n_spikes)
     if clip is not None:
         headroom = headroom + clip
         n_spikes = ops.minimum(n_spikes, ops.floor(headroom))

@@ -1,12 +1,10 @@
 """The conversion-aware QCFS activation: a ReLU quantized to what a spiking neuron computes."""
 
-import numbers
-
 import keras
 from keras import ops
 
 from keras_spiking_conv import neurons
-from keras_spiking_conv._validation import check_bool, check_number
+from keras_spiking_conv._validation import check_bool, check_integer, check_number
 
 PACKAGE = "keras_spiking_conv"
 
@@ -16,13 +14,8 @@ MIN_THRESHOLD = 1e-3
 
 def check_levels(levels, *, owner):
     """Checks a number of quantization levels: an integer `>= 1`."""
-    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 1:
-        raise ValueError(
-            f"{owner}: Argument `levels` must be an integer >= 1 (the number of timesteps "
-            "whose spike counts the activation mimics; 4-16 is usual). "
-            f"Received: levels={levels!r}"
-        )
-    return int(levels)
+    hint = "the number of timesteps whose spike counts the activation mimics; 4-16 is usual"
+    return check_integer("levels", levels, owner=owner, minimum=1, hint=hint)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -1,7 +1,5 @@
 """Integrate-and-fire spiking ReLU: an RNN cell and a sequence layer."""
 
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
@@ -10,6 +8,7 @@ from keras_spiking_conv import neurons
 from keras_spiking_conv._validation import (
     check_bool,
     check_initial_voltage,
+    check_integer,
     check_number,
     check_positive_values,
     check_seed,
@@ -34,18 +33,6 @@ NEURON_ARGS = (
 )
 
 RESETS = ("subtract", "zero")
-
-
-def _check_max_spikes(value, owner):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"{owner}: Argument `max_spikes_per_step` must be None (no limit) or an integer "
-            ">= 1 (1: binary spikes, as neuromorphic chips emit them). "
-            f"Received: max_spikes_per_step={value!r}"
-        )
-    return int(value)
 
 
 def _check_reset(value, owner):
@@ -74,7 +61,14 @@ def _neuron_args(
 ):
     """Validates the neuron arguments shared by the cell and the layer."""
     return dict(
-        max_spikes_per_step=_check_max_spikes(max_spikes_per_step, owner),
+        max_spikes_per_step=check_integer(
+            "max_spikes_per_step",
+            max_spikes_per_step,
+            owner=owner,
+            minimum=1,
+            optional=True,
+            hint="None: no limit; 1: binary spikes, as neuromorphic chips emit them",
+        ),
         reset=_check_reset(reset, owner),
         negative_spikes=check_bool("negative_spikes", negative_spikes, owner=owner),
         clip=None if clip is None else check_positive_values("clip", clip, owner=owner),
@@ -214,7 +208,10 @@ class SpikingReLUCell(FeatureCell):
         # None: not given (Nengo's rectified input here; a `swap_activations` template
         # then takes the converter's signed input).
         self.rectify_input_arg = args["rectify_input"]
-        self.rectify_input = True if self.rectify_input_arg is None else self.rectify_input_arg
+        if self.rectify_input_arg is None:
+            self.rectify_input = not self.negative_spikes
+        else:
+            self.rectify_input = self.rectify_input_arg
         if self.negative_spikes and self.rectify_input_arg:
             raise ValueError(
                 f"{owner}: `negative_spikes=True` needs the signed input "
@@ -223,18 +220,8 @@ class SpikingReLUCell(FeatureCell):
                 "unset in a swap_activations template, which then integrates the signed "
                 "input). Received: rectify_input=True"
             )
-        if self.negative_spikes and self.rectify_input_arg is None:
-            self.rectify_input = False
-
-    @property
-    def extended(self):
-        """Whether any option beyond Nengo's neuron (and the signed input) is set."""
-        return (
-            self.max_spikes_per_step is not None
-            or self.reset != "subtract"
-            or self.negative_spikes
-            or self.clip is not None
-        )
+        # The clip as an array, made once (one, or one per channel: the last axis).
+        self._clip = None if self.clip is None else np.asarray(self.clip, dtype="float64")
 
     @property
     def n_components(self):
@@ -248,7 +235,7 @@ class SpikingReLUCell(FeatureCell):
         return (self.n_components, *self.feature_shape)
 
     def _clip_tensor(self, dtype):
-        return ops.convert_to_tensor(np.asarray(self.clip, dtype="float64"), dtype=dtype)
+        return None if self._clip is None else ops.convert_to_tensor(self._clip, dtype=dtype)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -286,37 +273,29 @@ class SpikingReLUCell(FeatureCell):
         return ops.stack([voltage] + [zeros] * (self.n_components - 1), axis=1)
 
     def _rates(self, inputs):
-        max_rate = None if self.clip is None else self._clip_tensor(inputs.dtype) / self.dt
+        max_rate = None if self._clip is None else self._clip_tensor(inputs.dtype) / self.dt
         return neurons.spiking_relu_rates(inputs, self.amplitude, max_rate)
 
     def call(self, inputs, states, training=False):
         state = states[0]
         if not self.spiking or (training and not self.spiking_aware_training):
             return self._rates(inputs), [state]
-        if not self.extended:
-            spikes, state = neurons.spiking_relu_step(
-                inputs, state, self.dt, self.amplitude, self.rectify_input
-            )
-        else:
-            parts = [state] if self.n_components == 1 else ops.unstack(state, axis=1)
-            voltage = parts[0]
-            count = parts[1] if self.negative_spikes else None
-            headroom = parts[-1] if self.clip is not None else None
-            spikes, voltage, count, headroom = neurons.integrate_and_fire_step(
-                inputs,
-                voltage,
-                count,
-                headroom,
-                self.dt,
-                self.amplitude,
-                rectify_input=self.rectify_input,
-                max_spikes_per_step=self.max_spikes_per_step,
-                reset=self.reset,
-                negative_spikes=self.negative_spikes,
-                clip=None if self.clip is None else self._clip_tensor(inputs.dtype),
-            )
-            parts = [p for p in (voltage, count, headroom) if p is not None]
-            state = parts[0] if len(parts) == 1 else ops.stack(parts, axis=1)
+        parts = [state] if self.n_components == 1 else ops.unstack(state, axis=1)
+        spikes, voltage, count, headroom = neurons.integrate_and_fire_step(
+            inputs,
+            parts[0],
+            parts[1] if self.negative_spikes else None,
+            parts[-1] if self.clip is not None else None,
+            self.dt,
+            self.amplitude,
+            rectify_input=self.rectify_input,
+            max_spikes_per_step=self.max_spikes_per_step,
+            reset=self.reset,
+            negative_spikes=self.negative_spikes,
+            clip=self._clip_tensor(inputs.dtype),
+        )
+        parts = [p for p in (voltage, count, headroom) if p is not None]
+        state = parts[0] if len(parts) == 1 else ops.stack(parts, axis=1)
         if training:
             rates = self._rates(inputs)
             spikes = rates + ops.stop_gradient(spikes - rates)
