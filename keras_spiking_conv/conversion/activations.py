@@ -62,9 +62,7 @@ def activation_clip(layer):
     elif isinstance(layer, keras.layers.Layer):
         function = getattr(layer, "activation", None)
     else:  # a keras.ops call: ops.relu6
-        function = layer
-        name = type(layer).__name__.lower()
-        return 6.0 if name == "relu6" else None
+        return 6.0 if type(layer).__name__ == "Relu6" else None
     return 6.0 if getattr(function, "__name__", None) == "relu6" else None
 
 

@@ -2,7 +2,15 @@
 
 import copy
 
+import keras
 from keras import ops
+
+
+def as_functional(model):
+    """`model` as a functional model (a Sequential model's layers, rewired)."""
+    if isinstance(model, keras.Sequential):
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
 
 
 def copy_weights(new_layer, source_layer):
@@ -56,3 +64,38 @@ class LayerCloner:
         if id(new_layer) not in self._weights_copied:
             copy_weights(new_layer, source_layer)
             self._weights_copied.add(id(new_layer))
+
+
+class ModelCopier(LayerCloner):
+    """Copies a model call by call: each layer a clone with its weights, each `keras.ops`
+    call as it is, each nested model copied the same way (once).
+
+    Subclasses change what some calls become by overriding `copy_call`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._nested = {}
+
+    def copy_call(self, layer, args, kwargs):
+        """The copy of one call of `layer` (a layer or a `keras.ops` call)."""
+        if not isinstance(layer, keras.layers.Layer):  # stateless: applies in the copy
+            return layer(*args, **kwargs)
+        new = self.clone(layer)
+        outputs = new(*args, **kwargs)
+        self.copy_weights_once(new, layer)
+        return outputs
+
+    def model(self, model):
+        """The copy of `model` (functional or Sequential), as a functional model."""
+
+        def call(layer, *args, **kwargs):
+            if isinstance(layer, keras.Model):
+                if id(layer) not in self._nested:
+                    self._nested[id(layer)] = self.model(layer)
+                return self._nested[id(layer)](args[0] if len(args) == 1 else list(args))
+            return self.copy_call(layer, args, kwargs)
+
+        return keras.models.clone_model(
+            as_functional(model), clone_function=lambda layer: layer, call_function=call
+        )

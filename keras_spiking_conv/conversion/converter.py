@@ -28,7 +28,7 @@ from keras_spiking_conv._validation import (
     check_seed,
 )
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
-from keras_spiking_conv.conversion.cloning import LayerCloner
+from keras_spiking_conv.conversion.cloning import LayerCloner, as_functional
 from keras_spiking_conv.conversion.errors import ConversionError, check_model
 from keras_spiking_conv.conversion.generic import generic_rule, operation_rule
 from keras_spiking_conv.conversion.registry import get_rule
@@ -435,7 +435,7 @@ class ConversionContext(LayerCloner):
         clip = None
         if max_value is not None:  # in spikes per step of the scaled neuron
             clip = np.asarray(max_value, dtype="float64") * np.asarray(scale) * o.dt
-            clip = tuple(clip.tolist()) if clip.ndim else float(clip)
+            clip = clip if clip.ndim else float(clip)  # one, or one per channel
         neuron = SpikingReLU(
             **template,
             clip=clip,
@@ -546,13 +546,6 @@ class _Conversion:
             clone_function=lambda layer: layer,
             call_function=call_function,
         )
-
-
-def as_functional(model):
-    """`model` as a functional model (a Sequential model's layers, rewired)."""
-    if isinstance(model, keras.Sequential):
-        return keras.Model(model.inputs, model.outputs, name=model.name)
-    return model
 
 
 class Converter:

@@ -8,8 +8,7 @@ from keras_spiking_conv.conversion.activations import (
     activation_clip,
     layer_activation_key,
 )
-from keras_spiking_conv.conversion.cloning import LayerCloner
-from keras_spiking_conv.conversion.converter import as_functional
+from keras_spiking_conv.conversion.cloning import ModelCopier
 from keras_spiking_conv.latency import folding
 from keras_spiking_conv.latency.calibration import (
     activation_percentiles,
@@ -24,13 +23,12 @@ from keras_spiking_conv.runtime.plan import Plan
 SUFFIX = "qrelu"
 
 
-class _Quantizer(LayerCloner):
+class _Quantizer(ModelCopier):
     def __init__(self, levels, thresholds, initial_threshold):
         super().__init__()
         self.levels = levels
         self.thresholds = thresholds
         self.initial_threshold = initial_threshold
-        self.nested = {}
         self.activations = {}
 
     def quantized_relu(self, layer, name):
@@ -45,32 +43,16 @@ class _Quantizer(LayerCloner):
             )
         return self.activations[id(layer)]
 
-    def call(self, layer, args, kwargs):
-        if isinstance(layer, keras.Model):
-            if id(layer) not in self.nested:
-                self.nested[id(layer)] = self.model(layer)
-            return self.nested[id(layer)](args[0] if len(args) == 1 else list(args))
-        is_operation = not isinstance(layer, keras.layers.Layer)  # a keras.ops call
+    def copy_call(self, layer, args, kwargs):
         if layer_activation_key(layer) not in NEURON_KEYS:
-            if is_operation:  # stateless: the same operation applies in the copy
-                return layer(*args, **kwargs)
-            new = self.clone(layer)
-            outputs = new(*args, **kwargs)
-            self.copy_weights_once(new, layer)
-            return outputs
+            return super().copy_call(layer, args, kwargs)
+        is_operation = not isinstance(layer, keras.layers.Layer)  # a keras.ops call
         if is_operation or isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
             return self.quantized_relu(layer, layer.name)(args[0])
         new = self.clone(layer, drop_activation=True)
         outputs = new(*args, **kwargs)
         self.copy_weights_once(new, layer)
         return self.quantized_relu(layer, f"{layer.name}_{SUFFIX}")(outputs)
-
-    def model(self, model):
-        return keras.models.clone_model(
-            as_functional(model),
-            clone_function=lambda layer: layer,
-            call_function=lambda layer, *args, **kwargs: self.call(layer, args, kwargs),
-        )
 
 
 def quantize_activations(
