@@ -777,6 +777,9 @@ def every_seed(records, ref, key):
     return None if any(v is None for v in values) else max(values)
 
 
+SECONDS, TOTAL = "seconds", "total"
+
+
 def network_summary(document):
     runs = document["runs"]
     steps = runs[0]["steps"]
@@ -787,7 +790,7 @@ def network_summary(document):
     lines = [
         f"## {document['network']} ({runs[0]['model']}, {runs[0]['parameters']:,} parameters)",
         "",
-        f"`{document['command']}`",
+        "; ".join(f"`{c}`" for c in document.get("commands", [document["command"]])),
         "",
         f"Seeds {[r['seed'] for r in runs]}; {settings['train_images']:,} training images, "
         f"{runs[0]['epochs']} epochs; {settings['test_images']:,} test images; L = "
@@ -799,7 +802,8 @@ def network_summary(document):
             if document["network"] == "mobilenet"
             else ""
         )
-        + f"{document['wall_seconds'] / 60:.1f} minutes.",
+        + f"{sum(r[SECONDS][TOTAL] for r in runs) / 60:.1f} minutes "
+        f"({', '.join(f'{r[SECONDS][TOTAL] / 60:.1f}' for r in runs)} per seed).",
         "",
         f"ANN {means['ann']:.2f} %, ANN trained as long {means['ann_trained_as_long']:.2f} %, "
         f"quantized ANN {means['quantized_ann']:.2f} % (means over seeds).",
@@ -950,6 +954,11 @@ def parse_args(argv=None):
     parser.add_argument("--wait-data", type=float, default=600, help="seconds to wait for data")
     parser.add_argument("--out", type=pathlib.Path, help="results folder")
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the runs of other seeds already in {out}/{network}.json (same settings)",
+    )
+    parser.add_argument(
         "--summary-only", action="store_true", help="only rebuild summary.md in --out"
     )
     args = parser.parse_args(argv)
@@ -966,6 +975,28 @@ def parse_args(argv=None):
     if args.max_steps < 1:
         parser.error("--max-steps must be >= 1")
     return args
+
+
+# Settings that may differ between runs merged into one file (--merge).
+MERGEABLE = ("seeds", "networks", "merge", "out", "throughput", "layer_errors")
+
+
+def merged_runs(path, settings, args):
+    """The runs and commands already in `path` for seeds this run does not repeat, when
+    its settings match this run's in everything but `MERGEABLE` (else an error)."""
+    if not path.exists():
+        return [], []
+    document = json.loads(path.read_text())
+    old = {k: v for k, v in document["settings"].items() if k not in MERGEABLE}
+    new = {k: v for k, v in json.loads(json.dumps(settings)).items() if k not in MERGEABLE}
+    if old != new:
+        differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        raise SystemExit(
+            f"--merge: {path} was written with other settings ({', '.join(differ)}); "
+            "run without --merge to replace it, or with --out to write elsewhere"
+        )
+    kept = [r for r in document["runs"] if r["seed"] not in args.seeds]
+    return kept, document.get("commands", [document["command"]])
 
 
 def main(argv=None):
@@ -1000,24 +1031,30 @@ def main(argv=None):
         data="Fashion-MNIST (Xiao, Rasul and Vollgraf 2017; Zalando, MIT), Debian "
         "dataset-fashion-mnist, first train_images / test_images images",
     )
+    command = "python " + " ".join(sys.argv)
     for network in args.networks:
+        path = args.out / f"{network}.json"
+        kept, commands = merged_runs(path, settings, args) if args.merge else ([], [])
         network_start = time.perf_counter()
         load_before = os.getloadavg()
-        runs = [run_seed(network, seed, args, data) for seed in args.seeds]
-        document = {
-            "network": network,
-            "command": "python " + " ".join(sys.argv),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "environment": env,
-            "versions": versions,
-            "settings": settings,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "wall_seconds": time.perf_counter() - network_start,
-            "runs": runs,
-        }
-        path = args.out / f"{network}.json"
-        path.write_text(json.dumps(document, indent=1))
+        runs = []
+        for seed in args.seeds:
+            runs.append(run_seed(network, seed, args, data))
+            # Written after every seed, so a stopped run keeps what it finished.
+            document = {
+                "network": network,
+                "command": command,
+                "commands": [*commands, command],
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "environment": env,
+                "versions": versions,
+                "settings": {**settings, "seeds": [r["seed"] for r in kept + runs]},
+                "load_average_before": load_before,
+                "load_average_after": os.getloadavg(),
+                "wall_seconds": time.perf_counter() - network_start,
+                "runs": sorted(kept + runs, key=lambda r: r["seed"]),
+            }
+            path.write_text(json.dumps(document, indent=1))
         log(f"[{network}] wrote {path} ({document['wall_seconds']:.0f} s)")
     text = write_summary(args.out)
     log(f"\ntotal {time.perf_counter() - start:.0f} s; wrote {args.out / 'summary.md'}\n")
