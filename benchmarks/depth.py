@@ -498,47 +498,12 @@ def method_variants(label, model, variants, data, steps, references, args, **opt
 # ---------------------------------------------------------------------------- layer errors
 
 
-def layer_errors(model, snn, x, steps, batch=10):
+def layer_errors(model, snn, x, y, steps, batch=10):
     """Per neuron layer: the relative L2 error `||mean_T(snn) - ann|| / ||ann||` (over all
-    images and neurons of the layer) of the layer's output in the original units (after the
-    neuron block's unscaling) averaged over the first T steps, for each T in `steps`."""
-    if hasattr(ksc, "layer_errors"):
-        log("  (note: ksc.layer_errors exists now; this benchmark still computes its own)")
-    plan = plan_of(snn)
-    neurons = plan.neurons()
-    readers = {}  # original layer name: the converted layer whose output is in its units
-    for site in neurons:
-        reader = site
-        for other in plan.sites:
-            if other.role == "scale" and tuple(other.inputs) == tuple(site.outputs):
-                reader = other  # the RateScale that divides the spikes by the scale
-                break
-        readers[site.source] = reader.name
-    sources = list(readers)
-    ann_probe = keras.Model(model.inputs, [model.get_layer(name).output for name in sources])
-    snn_probe = ksc.fuse(ksc.probe(snn, [readers[name] for name in sources]))
-    n_steps = max(steps)
-    index = np.array(steps) - 1
-    err = {name: np.zeros(len(steps)) for name in sources}
-    norm = dict.fromkeys(sources, 0.0)
-    for start in range(0, len(x), batch):
-        xb = x[start : start + batch]
-        ann = ann_probe.predict_on_batch(xb)
-        ann = ann if isinstance(ann, (list, tuple)) else [ann]
-        outs = snn_probe.predict_on_batch(ksc.tile_time(xb, n_steps))[1:]
-        for name, a, s in zip(sources, ann, outs, strict=True):
-            a = np.asarray(a).reshape(len(xb), -1)
-            s = np.asarray(s).reshape(len(xb), n_steps, -1)
-            mean = np.cumsum(s, axis=1)[:, index] / np.array(steps)[None, :, None]
-            err[name] += np.sum((mean - a[:, None]) ** 2, axis=(0, 2))
-            norm[name] += float(np.sum(a**2))
-    return {
-        "steps": list(steps),
-        "images": len(x),
-        "layers": {
-            name: (np.sqrt(err[name] / max(norm[name], 1e-30))).tolist() for name in sources
-        },
-    }
+    images and neurons of the layer) of the layer's output in the original units averaged
+    over the first T steps, for each T in `steps`: `latency_sweep(..., reference=model)`."""
+    sweep = ksc.latency_sweep(snn, x, y, steps=steps, reference=model, batch_size=batch, verbose=0)
+    return {"steps": list(steps), "images": len(x), "layers": sweep.layer_errors}
 
 
 def plot_layer_errors(errors, path, title):
@@ -699,8 +664,9 @@ def run_seed(network, seed, args, data):
                         log(f"{tag} layer errors {variant}: skipped: {error}")
                         continue
                     calibrated_snns[variant] = snn
+                n = args.layer_error_images
                 run["layer_errors"][variant] = layer_errors(
-                    model, calibrated_snns[variant], xte[: args.layer_error_images], steps
+                    model, calibrated_snns[variant], xte[:n], yte[:n], steps
                 )
                 last = {k: v[-1] for k, v in run["layer_errors"][variant]["layers"].items()}
                 log(

@@ -221,3 +221,66 @@ def test_steps_within_counts_a_sweep_exactly_points_below():
     )
     assert sweep.steps_within(np.float32(84.75), 1.0) == 8
     assert sweep.steps_within(84.75, 0.5) is None
+
+
+def test_sweep_finds_each_layers_error_against_its_reference():
+    model, x = relu6_bn_net()
+    q = ksc.quantize_activations(model, levels=4, x=x)
+    labels = np.argmax(q.predict(x, verbose=0), axis=-1)
+    converter = ksc.Converter(
+        q, swap_activations={QuantizedReLU: ksc.SpikingReLU(negative_spikes=True)}
+    )
+    sweep = ksc.latency_sweep(
+        converter.model, x, labels, steps=(1, 2, 4), reference=q, verbose=0, batch_size=16
+    )
+    assert list(sweep.layer_errors) == ["relu6", "act6", "relu"]
+    # at T = levels every layer is its quantized ANN layer, rounded alike; not before
+    for layer in sweep.layer_errors:
+        assert sweep.layer_error(layer, 4) < 1e-5
+        assert sweep.layer_error(layer, 1) > 1e-2
+    assert sweep.accuracy(4) == 100.0
+    assert "| relu6 |" in sweep.layer_table() and "T=4" in str(sweep)
+    converter.report.add_layer_errors(sweep)
+    row = next(line for line in str(converter.report).splitlines() if line.startswith("act6"))
+    assert "error vs reference (act6): T=1" in row
+    # the model the converted one did not come from: named, with the fix
+    with pytest.raises(ValueError, match="has no layer 'relu6'.*quantized model"):
+        ksc.latency_sweep(
+            converter.model, x, labels, steps=(1,), reference=relu6_bn_net_other(), verbose=0
+        )
+    with pytest.raises(ValueError, match="no layer errors.*reference=model"):
+        converter.report.add_layer_errors(ksc.latency_sweep(converter.model, x, labels, (1,)))
+
+
+def relu6_bn_net_other():
+    inp = keras.Input((10, 10, 2))
+    return keras.Model(inp, keras.layers.Dense(4, activation="relu", name="out")(inp))
+
+
+def test_a_registered_rule_that_builds_a_neuron_is_a_neuron_everywhere():
+    from keras_spiking_conv.conversion import registry
+
+    class Rectifier(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.relu(x)
+
+    @ksc.register_rule(Rectifier)
+    def convert_rectifier(layer, args, kwargs, context):
+        return context.neuron_block(layer.name, "relu", args[0])
+
+    try:
+        inp = keras.Input((6,))
+        h = Rectifier(name="mine")(keras.layers.Dense(8, name="hidden")(inp))
+        model = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
+        x = np.random.default_rng(0).uniform(size=(40, 6)).astype("float32")
+        scales = ksc.calibrate(model, x)
+        assert set(scales) == {"mine"}
+        converter = ksc.Converter(
+            model, swap_activations={"relu": "spiking_relu"}, scale_firing_rates=scales
+        )
+        (row,) = [r for r in converter.report.rows if r["layer"] == "mine"]
+        assert row["kind"] == "neuron" and row["spiking"] is True
+        assert "convert_rectifier" in row["became"] and "scale" in row["note"]
+        assert converter.report.spiking_layers == ["mine"]
+    finally:
+        registry._RULES.pop(Rectifier)

@@ -355,12 +355,15 @@ class ConversionContext(LayerCloner):
         if rule is None:
             return generic_rule(layer, args, kwargs, self)
         before = len(self.report.rows)
+        blocks = len(self.report.neuron_blocks(layer.name))
         outputs = rule(layer, args, kwargs, self)
         # The report lists every layer: one a registered rule did not record is listed
-        # with the rule that converted it.
+        # with the rule that converted it, as a neuron if the rule built a neuron block
+        # for it (`neuron_block(layer.name, ...)`).
         recorded = any(row["layer"] == layer.name for row in self.report.rows[before:])
         if not recorded and not isinstance(layer, keras.layers.InputLayer):
-            self.record(layer, kind="custom", rule=rule.__name__)
+            made_neuron = len(self.report.neuron_blocks(layer.name)) > blocks
+            self.record(layer, kind="neuron" if made_neuron else "custom", rule=rule.__name__)
         return outputs
 
     def warn_generic(self, layer):

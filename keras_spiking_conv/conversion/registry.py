@@ -53,3 +53,10 @@ def register_rule(*layer_classes, overwrite=False):
 def get_rule(layer):
     """The rule registered for `type(layer)`, or None."""
     return _RULES.get(type(layer))
+
+
+def has_registered_rule(layer):
+    """Whether `type(layer)` has a rule registered by a user (`register_rule` outside
+    this package), which may build neuron blocks the package cannot foresee."""
+    rule = _RULES.get(type(layer))
+    return rule is not None and not rule.__module__.startswith("keras_spiking_conv.")

@@ -16,6 +16,8 @@ class ConversionReport:
             spike encoder, added by the `encoder` option or kept) or `"custom"` (a
             registered rule that did not record the layer itself).
         nested: Reports of nested models, by name.
+        layer_errors: `None`, or after `add_layer_errors(sweep)` the sweep's
+            `{"steps": [...], "errors": {layer: [error per duration]}}`.
     """
 
     def __init__(self, model_name):
@@ -23,12 +25,52 @@ class ConversionReport:
         self.rows = []
         self.nested = {}
         self._blocks = {}
+        self.layer_errors = None
+
+    def add_layer_errors(self, sweep):
+        """Shows a `latency_sweep(..., reference=...)`'s per-layer errors in the
+        report: each neuron layer's row gets its relative error against the
+        reference at every swept duration (`sweep.layer_errors`), so the layer
+        where the error first grows stands out beside what it became.
+
+        Args:
+            sweep: A `LatencySweep` measured with a `reference` model.
+        """
+        errors = getattr(sweep, "layer_errors", None)
+        if not errors:
+            raise ValueError(
+                "ConversionReport.add_layer_errors(): the sweep has no layer errors. Run "
+                "latency_sweep(snn, x, y, reference=model) with the model `snn` was "
+                "converted from."
+            )
+        self._set_layer_errors(list(sweep.steps), dict(errors))
+
+    def _set_layer_errors(self, steps, errors):
+        self.layer_errors = {"steps": steps, "errors": errors}
+        for name, report in self.nested.items():  # their layers' names start "name/"
+            prefix = f"{name}/"
+            report._set_layer_errors(
+                steps, {k[len(prefix) :]: v for k, v in errors.items() if k.startswith(prefix)}
+            )
 
     def add_block(self, source, spiking, scale, synapse, neuron):
         """`synapse`: None or the synapse's arguments (`tau`, maybe `trainable_tau`, ...)."""
         self._blocks.setdefault(source, []).append(
             {"spiking": spiking, "scale": scale, "synapse": synapse, "neuron": neuron}
         )
+
+    def neuron_blocks(self, source):
+        """The neuron blocks built for the original layer `source` so far (dicts of
+        `spiking`, `scale`, `synapse`, `neuron`)."""
+        return list(self._blocks.get(source, []))
+
+    def neuron_sources(self):
+        """Names of the original layers that got a neuron block, nested models'
+        included (the layers `calibrate` gives a scale)."""
+        names = set(self._blocks)
+        for report in self.nested.values():
+            names |= report.neuron_sources()
+        return names
 
     def add_layer(self, layer, kind, activation=None, source=None, rule=None, note=None):
         """Adds the row of one layer call (see `ConversionContext.record`)."""
@@ -38,6 +80,8 @@ class ConversionReport:
             row["class"] = f"ops.{type(layer).__name__}"
         if kind == "neuron":
             row["became"] = "folded layer + neuron block"
+            if rule is not None:
+                row["became"] = f"neuron block (rule {rule})"
             row["pending_source"] = name
         elif kind == "nested":
             row["became"] = "converted nested model"
@@ -132,12 +176,27 @@ class ConversionReport:
                 "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
                 + "  "
                 + row.get("note", "")
+                + self._error_note(row["layer"])
             )
         for name, report in self.nested.items():
             lines.append("")
             lines.append(f"[nested model '{name}']")
             lines.append(str(report))
         return "\n".join(lines)
+
+    def _error_note(self, layer):
+        if self.layer_errors is None:
+            return ""
+        errors = self.layer_errors["errors"]
+        names = [name for name in errors if name == layer or name.startswith(f"{layer}_call")]
+        return "".join(
+            f"; error vs reference ({name}): "
+            + ", ".join(
+                f"T={t} {e:.3f}"
+                for t, e in zip(self.layer_errors["steps"], errors[name], strict=True)
+            )
+            for name in names
+        )
 
     def print(self):
         """Prints the report as a table."""

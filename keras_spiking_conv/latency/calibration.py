@@ -21,7 +21,9 @@ import numpy as np
 
 from keras_spiking_conv._validation import check_bool, check_number
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
+from keras_spiking_conv.conversion.converter import Converter
 from keras_spiking_conv.conversion.errors import check_model
+from keras_spiking_conv.conversion.registry import has_registered_rule
 from keras_spiking_conv.runtime.plan import Plan, is_converted
 from keras_spiking_conv.runtime.probing import activity_model
 
@@ -63,11 +65,24 @@ def check_original(model, owner, fix):
 
 
 def neuron_sites(plan, owner):
-    """The call sites of `plan` whose activation is a ReLU (what `convert` makes neurons),
-    grouped by layer name (the key of `convert`'s per-layer options)."""
+    """The call sites of `plan` whose activation `convert` makes neurons (a ReLU), grouped
+    by layer name (the key of `convert`'s per-layer options).
+
+    A model with a layer converted by a user's rule (`register_rule`) is converted once
+    with spiking ReLUs to see which layers that rule made neurons: the conversion report
+    records every neuron block with the layer it came from.
+    """
+    made = None
+    if any(has_registered_rule(site.layer) for site in plan.sites):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convert() itself warns the user again
+            converter = Converter(plan.model, swap_activations={"relu": "spiking_relu"})
+        made = converter.report.neuron_sources()
     sites = {}
     for site in plan.sites:
-        if layer_activation_key(site.layer) in NEURON_KEYS:
+        if made is not None and site.layer.name in made:
+            sites.setdefault(site.layer.name, []).append(site)
+        elif made is None and layer_activation_key(site.layer) in NEURON_KEYS:
             sites.setdefault(site.layer.name, []).append(site)
     if not sites:
         raise ValueError(

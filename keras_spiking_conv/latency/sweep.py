@@ -6,16 +6,18 @@ readout after `T` steps is the mean of the first `T` outputs, and the `"last"`
 readout the `T`-th output.
 """
 
+import collections
+
 import keras
 import numpy as np
 
 from keras_spiking_conv.conversion.verify import tile_time
 from keras_spiking_conv.energy.estimate import Activity, EnergyEstimator, flat_inputs
 from keras_spiking_conv.energy.report import DEFAULT_DEVICES
-from keras_spiking_conv.latency.calibration import batches, iterate
+from keras_spiking_conv.latency.calibration import batches, check_original, iterate
 from keras_spiking_conv.layers.readout import check_readout
 from keras_spiking_conv.runtime.model import SpikingModel, fuse
-from keras_spiking_conv.runtime.plan import plan_of, readout_of
+from keras_spiking_conv.runtime.plan import Plan, plan_of, readout_of
 from keras_spiking_conv.runtime.probing import activity_model
 from keras_spiking_conv.runtime.streaming import check_model
 
@@ -33,13 +35,23 @@ class LatencySweep:
         readout: The readout the accuracies use.
         n_examples: How many examples were scored.
         reports: With `energy=True`, `{n_steps: EnergyReport}`; else empty.
+        layer_errors: With a `reference`, `{layer: [error per duration]}` for
+            every spiking neuron layer (named by its original layer, in graph
+            order): the relative L2 error `||mean_T(snn) - ann|| / ||ann||` over
+            the scored examples and the layer's units, between the layer's
+            output (the neuron's spikes in the original units, before any
+            synapse) averaged over the first `T` steps and the reference
+            layer's activation. It shows where the error comes from: the layer
+            where it first grows is the one that needs more steps or another
+            threshold. Else empty.
     """
 
-    def __init__(self, rows, readout, n_examples, reports=None):
+    def __init__(self, rows, readout, n_examples, reports=None, layer_errors=None):
         self.rows = rows
         self.readout = readout
         self.n_examples = n_examples
         self.reports = dict(reports or {})
+        self.layer_errors = dict(layer_errors or {})
 
     def accuracy(self, n_steps):
         """The accuracy (%) after `n_steps`."""
@@ -66,8 +78,41 @@ class LatencySweep:
                 return row["n_steps"]
         return None
 
+    def layer_error(self, layer, n_steps):
+        """The relative error of `layer` (an original layer's name) after `n_steps`
+        (see `layer_errors`)."""
+        if layer not in self.layer_errors:
+            raise KeyError(
+                f"LatencySweep: no layer error for '{layer}'"
+                + (
+                    f"; layers: {list(self.layer_errors)}"
+                    if self.layer_errors
+                    else " (run latency_sweep with `reference=` the original model)"
+                )
+            )
+        self.accuracy(n_steps)  # raises for a duration that was not swept
+        return self.layer_errors[layer][self.steps.index(n_steps)]
+
     def to_dict(self):
-        return {"readout": self.readout, "n_examples": self.n_examples, "rows": self.rows}
+        result = {"readout": self.readout, "n_examples": self.n_examples, "rows": self.rows}
+        if self.layer_errors:
+            result["layer_errors"] = self.layer_errors
+        return result
+
+    def layer_table(self):
+        """The layer errors as a markdown table: one row per neuron layer, one column
+        per duration (empty without a `reference`)."""
+        if not self.layer_errors:
+            return ""
+        lines = [
+            "| layer (relative error of its mean output) | "
+            + " | ".join(f"T={t}" for t in self.steps)
+            + " |",
+            "|---" * (1 + len(self.steps)) + "|",
+        ]
+        for layer, errors in self.layer_errors.items():
+            lines.append(f"| {layer} | " + " | ".join(f"{e:.3f}" for e in errors) + " |")
+        return "\n".join(lines)
 
     def table(self):
         """The sweep as a markdown table (with synops and energy when measured)."""
@@ -92,7 +137,7 @@ class LatencySweep:
         return "\n".join(lines)
 
     def __str__(self):
-        return self.table()
+        return "\n\n".join(filter(None, [self.table(), self.layer_table()]))
 
 
 def latency_sweep(
@@ -104,6 +149,7 @@ def latency_sweep(
     batch_size=100,
     verbose="auto",
     energy=False,
+    reference=None,
 ):
     """Accuracy and mean firing rate of a converted classifier against timesteps.
 
@@ -129,6 +175,12 @@ def latency_sweep(
             `estimate_energy` does) and price them on the default devices;
             `reports` then holds an `EnergyReport` per duration. Defaults to
             `False`.
+        reference: The Keras model `model` was converted from (the original,
+            or the quantized one for quantization-aware conversion). With it,
+            the sweep also measures each spiking layer's error against the
+            reference's activations (`LatencySweep.layer_errors`,
+            `layer_table()`; `ConversionReport.add_layer_errors` shows them in
+            the conversion report). Defaults to `None`.
 
     Returns:
         A `LatencySweep` (rows, `table()`, `steps_within(...)`); plot one or
@@ -152,8 +204,10 @@ def latency_sweep(
     if readout_of(output) is not None:
         output = readout_of(output).input
         model = SpikingModel(model.inputs, output, name=f"{model.name}_steps")
-    neurons = [site for site in plan_of(model).neurons() if site.layer.spiking]
+    plan = plan_of(model)
+    neurons = [site for site in plan.neurons() if site.layer.spiking]
     probe = fuse(activity_model(model, neurons, with_outputs=True)) if neurons else model
+    gaps = _LayerGaps(plan, neurons, reference, steps, owner) if reference is not None else None
     amplitudes = [site.layer.amplitude for site in neurons]
     dt = neurons[0].layer.dt if neurons else None
     n_steps = steps[-1]
@@ -188,6 +242,8 @@ def latency_sweep(
         labels = labels.argmax(-1) if labels.ndim > 1 else labels.reshape(-1)
         predicted = np.argmax(scores[:, index], axis=-1)
         correct += np.sum(predicted == labels[:, None], axis=0)
+        if gaps is not None:
+            gaps.add(xb, outs[1:])
         for activity, amplitude in zip(outs[1:], amplitudes, strict=True):
             activity = np.asarray(activity)
             counts = activity.reshape(*activity.shape[:2], -1) * (dt / amplitude)
@@ -208,7 +264,68 @@ def latency_sweep(
                 synops=report.total_synops,
                 energy={device: report.energy(device) for device in DEFAULT_DEVICES},
             )
-    return LatencySweep(rows, readout, n_seen, reports)
+    return LatencySweep(rows, readout, n_seen, reports, gaps.errors() if gaps else None)
+
+
+class _LayerGaps:
+    """Accumulates each spiking layer's squared error against the reference model's
+    activation of the layer it was converted from (see `LatencySweep.layer_errors`)."""
+
+    def __init__(self, plan, neurons, reference, steps, owner):
+        check_original(reference, owner, "Pass the Keras model the converted one came from.")
+        self.steps = np.asarray(steps)
+        # The layer whose output is a neuron's in the original units: the RateScale
+        # that divides its spikes by its scale, when it has one.
+        self.readers = []
+        for site in neurons:
+            reader = None
+            for other in plan.sites:
+                if (
+                    other.role == "scale"
+                    and getattr(other.layer, "inverse", False)
+                    and tuple(other.inputs) == tuple(site.outputs)
+                ):
+                    reader = other.layer
+            self.readers.append(reader)
+        # The k-th neuron converted from a layer is the k-th call of that layer.
+        calls = collections.defaultdict(list)
+        for site in Plan(reference).sites:
+            calls[site.path].append(site)
+        seen = collections.Counter()
+        self.names, found = [], []
+        for site in neurons:
+            path = (*site.path[:-1], site.source)
+            k = seen[path]
+            seen[path] += 1
+            if site.source is None or k >= len(calls[path]):
+                raise ValueError(
+                    f"{owner}: `reference` model '{reference.name}' has no layer "
+                    f"'{'/'.join(map(str, path))}' (call {k}), which neuron '{site.name}' "
+                    f"({type(site.layer).__name__}) was converted from. Pass the model "
+                    "`model` was converted from (for quantization-aware conversion, the "
+                    "quantized model)."
+                )
+            found.append(calls[path][k])
+            self.names.append("/".join(path) + (f"_call{k}" if len(calls[path]) > 1 else ""))
+        self.ann = activity_model(reference, found, with_outputs=False) if found else None
+        self.squared = np.zeros((len(found), len(steps)))
+        self.norms = np.zeros(len(found))
+
+    def add(self, xb, activities):
+        if self.ann is None:
+            return
+        anns = keras.tree.flatten(self.ann.predict_on_batch(xb))
+        for i, (ann, spikes, reader) in enumerate(zip(anns, activities, self.readers, strict=True)):
+            spikes = keras.ops.convert_to_numpy(spikes if reader is None else reader(spikes))
+            spikes = spikes.reshape(*spikes.shape[:2], -1).astype("float64")
+            ann = np.asarray(ann).reshape(len(ann), 1, -1).astype("float64")
+            means = np.cumsum(spikes, axis=1)[:, self.steps - 1] / self.steps[None, :, None]
+            self.squared[i] += np.sum((means - ann) ** 2, axis=(0, 2))
+            self.norms[i] += np.sum(ann**2)
+
+    def errors(self):
+        relative = np.sqrt(self.squared / np.maximum(self.norms, 1e-30)[:, None])
+        return {name: row.tolist() for name, row in zip(self.names, relative, strict=True)}
 
 
 def _labelled(x, batch_size, owner):
