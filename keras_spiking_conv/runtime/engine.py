@@ -12,6 +12,7 @@ compute the same operations on the same shapes: the same spikes.
 """
 
 import math
+import threading
 
 import keras
 from keras import ops, tree
@@ -20,6 +21,10 @@ from keras_spiking_conv.layers.base import FeatureSequence
 from keras_spiking_conv.runtime.plan import plan_of, readout_of
 
 PACKAGE = "keras_spiking_conv"
+
+# The constant values of the loops running now, per thread: `{id(cell): values}`. Two
+# threads running one model's constant-input loop at once each see their own.
+_LOOP_CONSTANTS = threading.local()
 
 
 def step(plan, inputs, states, training=False, constants=None):
@@ -150,9 +155,21 @@ class NetworkCell(keras.layers.Layer):
         ]
         self.state_size = [-1] * len(self.keys) if self.keys else [1]
         self.output_size = sum(math.prod(s) for s in self.output_shapes)
-        # Values that are the same at every step (`FusedNetwork.run_constant` sets them
-        # for the duration of one loop), or None.
         self.constants = None
+
+    @property
+    def constants(self):
+        """Values that are the same at every step (`FusedNetwork.run_constant` sets them
+        for the duration of one loop, in its own thread), or None."""
+        return getattr(_LOOP_CONSTANTS, "values", {}).get(id(self))
+
+    @constants.setter
+    def constants(self, values):
+        running = _LOOP_CONSTANTS.__dict__.setdefault("values", {})
+        if values is None:
+            running.pop(id(self), None)
+        else:
+            running[id(self)] = values
 
     def build(self, input_shape):
         self.built = True
