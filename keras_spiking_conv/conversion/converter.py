@@ -411,7 +411,11 @@ class ConversionContext(LayerCloner):
         `1 / (threshold * dt)`: an input at the threshold fires one spike per step.
         With a `max_value` (a clipped ReLU's, in the original units: one, or one per
         channel), the neuron's mean output is clipped at it (`SpikingReLU(clip=...)`),
-        spiking or rate.
+        spiking or rate. A threshold is also the clip (as the `QuantizedReLU` clips),
+        except for a spiking neuron without negative spikes: with them the network
+        computes its quantized ANN exactly at T = levels; without, the neurons get
+        their spikes unevenly over time and the clip measured worse at T <= 4 on the
+        tutorial net (docs/latency.md).
         """
         o = self.options
         spiking, template = False, {}
@@ -435,6 +439,9 @@ class ConversionContext(LayerCloner):
             "rectify_input": RECTIFY_INPUT,
             **template,
         }
+        if threshold is not None and max_value is None:
+            signed = template.get("negative_spikes", False)
+            max_value = threshold if signed or not spiking else None
         clip = None
         if max_value is not None:  # in spikes per step of the scaled neuron
             clip = np.asarray(max_value, dtype="float64") * np.asarray(scale) * o.dt

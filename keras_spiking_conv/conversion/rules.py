@@ -105,14 +105,11 @@ def stateless_rule(layer, args, kwargs, context):
     )
     if key is not None and context.wants_neuron(layer.name, key):
         if isinstance(layer, QuantizedReLU):
-            # Its learned threshold becomes the neuron's: one spike per step at it.
-            # Its learned threshold becomes the neuron's: one spike per step at it, and
-            # its clip: on average never more than one spike per step.
+            # Its learned threshold becomes the neuron's: one spike per step at it (and,
+            # see `neuron_block`, its clip).
             threshold = layer.threshold_value()
             context.record(layer, kind="neuron")
-            return context.neuron_block(
-                layer.name, key, args[0], threshold=threshold, max_value=threshold
-            )
+            return context.neuron_block(layer.name, key, args[0], threshold=threshold)
         max_value = activation_clip(layer)
         if is_activation_layer and not layer.weights:
             context.record(layer, kind="neuron")
