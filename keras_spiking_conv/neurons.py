@@ -144,3 +144,22 @@ def quantized_relu(inputs, threshold, levels):
     h = inputs * (levels / threshold) + 0.5
     h = h + ops.stop_gradient(ops.floor(h) - h)
     return threshold * ops.clip(h / levels, 0.0, 1.0)
+
+
+def accumulated_max_pool_step(inputs, total, pool):
+    """One step of max pooling of the accumulated input (rate-correct max pooling).
+
+    `total += x; out = pool(total) - pool(total - x)`, with `pool` a max pooling
+    (`keras.ops.max_pool` or a max-pooling layer). The outputs of the first `T`
+    steps sum to `pool(sum of the first T inputs)`, so their mean is the max
+    pooling of the mean inputs: of the firing rates, where pooling each step's
+    spikes gives the mean of per-step maxima (more than the maximum rate when
+    neurons of one window fire at different steps). Spike inputs give spike
+    outputs (differences of maxima of spike counts); a constant input gives
+    `pool(x)` at every step.
+
+    Returns:
+        `(output, new_total)`.
+    """
+    new_total = total + inputs
+    return pool(new_total) - pool(total), new_total

@@ -35,6 +35,7 @@ from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
 from keras_spiking_conv.conversion.rules import block_layers, block_scales
 from keras_spiking_conv.layers import (
+    AccumulatedMaxPooling,
     LowpassSynapse,
     PoissonEncoder,
     RateScale,
@@ -61,6 +62,9 @@ NEURON_DTYPE = "float32"
 
 # Converted spiking neurons start mid-threshold: spike counts are rates x time, rounded.
 INITIAL_VOLTAGE = 0.5
+
+# convert's `max_pooling` values.
+MAX_POOLING_OPTIONS = ("auto", "accumulated", "per_step")
 
 # Converted spiking neurons integrate their signed input (`SpikingReLU(rectify_input=False)`):
 # spike counts then follow the ReLU of the mean input, so a network converges to the
@@ -105,8 +109,17 @@ class Options:
         seed,
         initial_voltage,
         encoder=None,
+        max_pooling="auto",
     ):
         self.dt = check_number("dt", dt, owner="convert()", positive=True)
+        if max_pooling not in MAX_POOLING_OPTIONS:
+            raise ValueError(
+                f"convert(): `max_pooling` must be one of {MAX_POOLING_OPTIONS}: 'accumulated' "
+                "pools the inputs accumulated over time (max pooling of firing rates), "
+                "'per_step' each step's values, 'auto' the first when a neuron spikes. "
+                f"Received: max_pooling={max_pooling!r}"
+            )
+        self.max_pooling = max_pooling
         self.seed = check_seed("seed", seed, owner="convert()")
         self.encoder = self._encoder(encoder)
         self.initial_voltage = self._per_layer(
@@ -124,6 +137,12 @@ class Options:
         self.used_swap_keys = set()
         self.used_layer_keys = set()
         self.generic_classes = set()
+
+    def accumulated_max_pooling(self):
+        """Whether max pooling pools the accumulated inputs (`AccumulatedMaxPooling`)."""
+        if self.max_pooling == "auto":
+            return any(neuron.spiking for neuron in self.swap.values())
+        return self.max_pooling == "accumulated"
 
     def _encoder(self, encoder):
         """`encoder` as a function `(index, name) -> new encoder layer`, or None."""
@@ -521,7 +540,8 @@ class _Conversion:
         self.context.used_names.update(
             layer.name
             for layer in functional.layers
-            if not isinstance(layer, SpikingReLU) and id(layer) not in self.context.block_layers
+            if not isinstance(layer, (SpikingReLU, AccumulatedMaxPooling))
+            and id(layer) not in self.context.block_layers
         )
         inputs = [
             keras.Input(
@@ -584,6 +604,7 @@ class Converter:
         strict=False,
         constant_input=False,
         encoder=None,
+        max_pooling="auto",
     ):
         # 1. Check the model and every layer it contains, before any work.
         check_model(model, strict=bool(strict))
@@ -605,6 +626,7 @@ class Converter:
             seed,
             initial_voltage,
             encoder,
+            max_pooling,
         )
         if getattr(model, "constant_input", False):
             raise TypeError(
@@ -670,6 +692,7 @@ def convert(
     strict=False,
     constant_input=False,
     encoder=None,
+    max_pooling="auto",
 ):
     """Converts a Keras model into a time-distributed (spiking) Keras model.
 
@@ -738,6 +761,16 @@ def convert(
             (e.g. `max_value=255.0` for raw pixels), copied per input.
             Re-converting with an `encoder` replaces the model's encoders.
             Defaults to `None`.
+        max_pooling: How max pooling layers (`MaxPooling1D/2D/3D`,
+            `GlobalMaxPooling1D/2D/3D`) run: `"accumulated"` pools the inputs
+            accumulated since the first step and outputs how much the pooled
+            total grew (`layers.AccumulatedMaxPooling`), so the mean output
+            over T steps is the max pooling of the mean inputs, the firing
+            rates; `"per_step"` pools each step's values (the mean of
+            per-step maxima, more than the largest rate when neurons of a
+            window fire at different steps); `"auto"` is `"accumulated"` when
+            `swap_activations` makes a neuron spike, else `"per_step"` (exact
+            for a rate network on any input). Defaults to `"auto"`.
         strict: Refuse layers that have no conversion rule. By default such a
             layer is applied at every timestep (time folded into the batch)
             once a check on random inputs shows it works per sample and keeps
@@ -773,6 +806,7 @@ def convert(
         strict=strict,
         constant_input=constant_input,
         encoder=encoder,
+        max_pooling=max_pooling,
     ).model
 
 

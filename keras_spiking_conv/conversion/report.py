@@ -13,7 +13,8 @@ class ConversionReport:
             time by its rule), `"neuron"`, `"generic"` (no rule: folded over
             time after a per-sample check), `"operation"` (a `keras.ops` call),
             `"nested"`, `"kept"`, `"dropped"`, `"readout"`, `"encoder"` (a
-            spike encoder, added by the `encoder` option or kept) or `"custom"` (a
+            spike encoder, added by the `encoder` option or kept), `"pooling"` (max
+            pooling of accumulated inputs, `convert`'s `max_pooling`) or `"custom"` (a
             registered rule that did not record the layer itself).
         nested: Reports of nested models, by name.
         layer_errors: `None`, or after `add_layer_errors(sweep)` the sweep's
@@ -98,6 +99,12 @@ class ConversionReport:
         elif kind == "custom":
             row["became"] = f"converted by the rule {rule}"
             row["note"] = "a registered rule (register_rule)"
+        elif kind == "pooling":
+            row["became"] = "max pooling of accumulated inputs"
+            row["note"] = (
+                "AccumulatedMaxPooling: its mean output over T steps is the max pooling of "
+                "the firing rates (convert's max_pooling option)"
+            )
         elif kind == "kept":
             row["became"] = "kept (runs over time)"
             row["note"] = "not part of a neuron block: copied with its weights"

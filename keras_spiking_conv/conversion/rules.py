@@ -3,9 +3,11 @@
 Stateless layers (those that treat each timestep independently) are applied
 to every timestep at once with `TimeFold`; layers whose activation becomes a
 neuron have it split out into a neuron block (see `ConversionContext`).
-Max pooling is applied to each timestep's values as they are (spike counts,
-or synapse-filtered values when a synapse is set), which is the max of the
-instantaneous values, not of the firing rates: a documented approximation.
+Max pooling follows `convert`'s `max_pooling` option: of the inputs accumulated
+over time (`AccumulatedMaxPooling`, max pooling of firing rates; the default
+when neurons spike) or of each timestep's values as they are (the max of the
+instantaneous values, not of the rates; the default for rate networks, where
+it is exact).
 """
 
 import keras
@@ -14,6 +16,7 @@ import numpy as np
 from keras_spiking_conv.conversion.activations import activation_clip, layer_activation_key
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import (
+    AccumulatedMaxPooling,
     LowpassSynapse,
     PoissonEncoder,
     QuantizedReLU,
@@ -23,6 +26,7 @@ from keras_spiking_conv.layers import (
     TimeFold,
     TimeReadout,
 )
+from keras_spiking_conv.layers.max_pool import MAX_POOLING
 
 L = keras.layers
 
@@ -44,15 +48,9 @@ STATELESS_LAYERS = (
     L.AveragePooling1D,
     L.AveragePooling2D,
     L.AveragePooling3D,
-    L.MaxPooling1D,
-    L.MaxPooling2D,
-    L.MaxPooling3D,
     L.GlobalAveragePooling1D,
     L.GlobalAveragePooling2D,
     L.GlobalAveragePooling3D,
-    L.GlobalMaxPooling1D,
-    L.GlobalMaxPooling2D,
-    L.GlobalMaxPooling3D,
     L.BatchNormalization,
     L.LayerNormalization,
     L.Normalization,
@@ -128,6 +126,29 @@ def register_stateless(*layer_classes, overwrite=False):
     batch), with its activation split out when it becomes a neuron.
     """
     return register_rule(*layer_classes, overwrite=overwrite)(stateless_rule)
+
+
+@register_rule(*MAX_POOLING)
+def max_pooling_rule(layer, args, kwargs, context):
+    """Max pooling: of the accumulated inputs (`AccumulatedMaxPooling`: its mean output
+    over T steps is the max pooling of the mean inputs, the firing rates) when the
+    `max_pooling` option says so, else per step like any stateless layer."""
+    if context.options.accumulated_max_pooling():
+        pooling = AccumulatedMaxPooling(
+            context.clone(layer),
+            dtype=layer.dtype_policy,
+            source=layer.name,
+            name=context.unique_name(f"{layer.name}_accumulated"),
+        )
+        context.record(layer, kind="pooling")
+        return pooling(args[0])
+    return stateless_rule(layer, args, kwargs, context)
+
+
+@register_rule(AccumulatedMaxPooling)
+def accumulated_max_pooling_rule(layer, args, kwargs, context):
+    """Re-converting: pool as the `max_pooling` option says now."""
+    return max_pooling_rule(layer.pooling, args, kwargs, context)
 
 
 @register_rule(L.InputLayer)

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_spiking_conv.layers import QuantizedReLU
+from keras_spiking_conv.layers import AccumulatedMaxPooling, QuantizedReLU
 
 L = keras.layers
 
@@ -166,6 +166,11 @@ class FanOut:
                 out = ops.zeros(dense_ins.shape) if counts is None else counts[None]
                 return ops.cast(out, "float32"), ops.zeros(dense_ins.shape), count
             return ops.zeros(dense_ins.shape), ops.ones(dense_ins.shape), count
+        if isinstance(site.layer, AccumulatedMaxPooling):
+            # Its outputs over T steps sum to its pooling of the summed spikes: counted as
+            # that pooling of each step's spikes (the same positions, the same totals at
+            # the window's busiest neuron).
+            return self._per_step(site, site.layer.pooling, ins, dense_ins)
         if site.role in ELEMENTWISE_ROLES:
             size = math.prod(dense_ins.shape[1:]) if site.role == "synapse" else 0
             count = SiteCount(site, size=size) if site.role == "synapse" else None

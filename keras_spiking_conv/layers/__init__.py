@@ -8,6 +8,7 @@ from keras_spiking_conv.layers.encoders import (
     RegularEncoderCell,
 )
 from keras_spiking_conv.layers.lowpass import LowpassSynapse, LowpassSynapseCell
+from keras_spiking_conv.layers.max_pool import AccumulatedMaxPoolCell, AccumulatedMaxPooling
 from keras_spiking_conv.layers.operation import OperationLayer
 from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
 from keras_spiking_conv.layers.rate_scale import RateScale
@@ -16,6 +17,8 @@ from keras_spiking_conv.layers.spiking_relu import SpikingReLU, SpikingReLUCell
 from keras_spiking_conv.layers.time_fold import TimeFold
 
 __all__ = [
+    "AccumulatedMaxPoolCell",
+    "AccumulatedMaxPooling",
     "LowpassSynapse",
     "LowpassSynapseCell",
     "OperationLayer",
