@@ -719,9 +719,15 @@ def git_state():
             capture_output=True,
             text=True,
         ).stdout.split("\n")
-        return {"commit": commit, "modified": [line[3:] for line in dirty if line.strip()]}
+        state = {"commit": commit, "modified": [line[3:] for line in dirty if line.strip()]}
     except OSError:
-        return {}
+        state = {}
+    # The package that ran: this checkout's, or an installed copy (which may differ).
+    state["package_path"] = str(pathlib.Path(ksc.__file__).parent)
+    state["package_is_this_checkout"] = pathlib.Path(ksc.__file__).parent == ROOT / (
+        "keras_spiking_conv"
+    )
+    return state
 
 
 def fmt(value, digits=2):
