@@ -180,6 +180,11 @@ def test_quantization_aware_conversion_is_exact_at_t_equal_levels():
     qann = q.predict(x, verbose=0)
     exact = np.abs(snn.predict(ksc.tile_time(x, 4), verbose=0) - qann)
     assert np.median(exact) < 1e-5
+    # k steps per level: a threshold k times the learned one, exact again at T = k L
+    spread = ksc.convert(q, swap_activations=swap, scale_firing_rates=0.5, readout="mean")
+    assert np.median(np.abs(spread.predict(ksc.tile_time(x, 8), verbose=0) - qann)) < 1e-5
+    finer = np.abs(snn.predict(ksc.tile_time(x, 8), verbose=0) - qann)
+    assert np.median(finer) > 1e-3  # without: the mean over 8 steps is another quantization
     # without negative spikes deeper layers get their spikes unevenly over time
     unsigned = ksc.convert(q, swap_activations={QuantizedReLU: "spiking_relu"}, readout="mean")
     uneven = np.abs(unsigned.predict(ksc.tile_time(x, 4), verbose=0) - qann)
