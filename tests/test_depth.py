@@ -289,3 +289,32 @@ def test_a_registered_rule_that_builds_a_neuron_is_a_neuron_everywhere():
         assert converter.report.spiking_layers == ["mine"]
     finally:
         registry._RULES.pop(Rectifier)
+
+
+def test_layer_errors_of_a_nested_model_called_twice_reach_its_report():
+    inner_in = keras.Input((8,))
+    inner = keras.Model(
+        inner_in, keras.layers.Dense(8, activation="relu", name="d")(inner_in), name="block"
+    )
+    inp = keras.Input((6,))
+    h = inner(inner(keras.layers.Dense(8, activation="relu", name="first")(inp)))
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
+    x = np.random.default_rng(0).uniform(size=(40, 6)).astype("float32")
+    converter = ksc.Converter(
+        model,
+        swap_activations={"relu": ksc.SpikingReLU(negative_spikes=True)},
+        scale_firing_rates=ksc.calibrate(model, x),
+    )
+    sweep = ksc.latency_sweep(
+        converter.model, x, np.arange(40) % 3, steps=(1, 32), reference=model, verbose=0
+    )
+    assert list(sweep.layer_errors) == ["first", "block/d", "block_call1/d"]
+    for errors in sweep.layer_errors.values():
+        assert errors[1] < errors[0] / 4  # converges
+    converter.report.add_layer_errors(sweep)
+    text = str(converter.report)
+    block_rows = [line for line in text.splitlines() if line.startswith("block ")]
+    assert block_rows and not any("error vs reference" in line for line in block_rows)
+    (inner_row,) = [line for line in text.splitlines() if line.startswith("d ")]
+    assert "error vs reference (d): T=1" in inner_row
+    assert "error vs reference (d_call1): T=1" in inner_row

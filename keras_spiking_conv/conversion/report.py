@@ -1,5 +1,7 @@
 """The conversion report: every original layer, what it became, and why."""
 
+import re
+
 from keras_spiking_conv.conversion.activations import CUSTOM_RELU_KEY
 
 
@@ -48,11 +50,15 @@ class ConversionReport:
 
     def _set_layer_errors(self, steps, errors):
         self.layer_errors = {"steps": steps, "errors": errors}
-        for name, report in self.nested.items():  # their layers' names start "name/"
-            prefix = f"{name}/"
-            report._set_layer_errors(
-                steps, {k[len(prefix) :]: v for k, v in errors.items() if k.startswith(prefix)}
-            )
+        for name, report in self.nested.items():
+            # A nested model's layers are "name/layer" (its first call) or
+            # "name_call<k>/layer" (its k-th): "layer" and "layer_call<k>" in its report.
+            inner = {}
+            for key, value in errors.items():
+                match = re.fullmatch(rf"{re.escape(name)}(_call\d+)?/(.+)", key)
+                if match:
+                    inner[match[2] + (match[1] or "")] = value
+            report._set_layer_errors(steps, inner)
 
     def add_block(self, source, spiking, scale, synapse, neuron):
         """`synapse`: None or the synapse's arguments (`tau`, maybe `trainable_tau`, ...)."""
@@ -195,7 +201,7 @@ class ConversionReport:
         if self.layer_errors is None:
             return ""
         errors = self.layer_errors["errors"]
-        names = [name for name in errors if name == layer or name.startswith(f"{layer}_call")]
+        names = [name for name in errors if re.fullmatch(rf"{re.escape(layer)}(_call\d+)?", name)]
         return "".join(
             f"; error vs reference ({name}): "
             + ", ".join(
