@@ -5,8 +5,11 @@ logits), then
 - calibrated conversion, no training: `calibrate` on 2,000 training images, `convert` with
   those scales and the mean readout, one conversion per neuron variant (`--variants`),
   `latency_sweep` over T = 1, 2, 4, ... up to `--max-steps`;
-- quantization-aware fine-tuning: `quantize_activations(levels=L)`, `--qat-epochs` of Adam
-  1e-4, `convert(swap_activations={QuantizedReLU: neuron})` per variant, the same sweep;
+- quantization-aware fine-tuning: `quantize_activations(levels=L)` (the package's defaults:
+  BatchNormalization folded, one threshold per channel; `--per-layer-thresholds` for one per
+  layer), `--qat-epochs` of Adam 1e-4, `convert(swap_activations={QuantizedReLU: neuron})`
+  per variant, the same sweep; then, for the `--spread` variants (default `binary_signed`),
+  each level spread over k = 2, 4, ... steps (`scale_firing_rates=1/k`) at T = k L;
 - the original architecture trained as long (the ANN fine-tuned `--qat-epochs` more with
   Adam 1e-4, no quantization), a fair bar for the quantization-aware network's accuracy.
 From each sweep: accuracy per T, the first T within 1.0 and 0.5 points of the reference
@@ -495,6 +498,50 @@ def method_variants(label, model, variants, data, steps, references, args, **opt
     return records, snns
 
 
+def quantize_options(args):
+    """`quantize_activations` options that differ from the package's defaults."""
+    if args.per_channel_thresholds is None:
+        return {}
+    return {"per_channel": args.per_channel_thresholds}
+
+
+def spread_variants(label, quantized, args, data, q_ann):
+    """Each quantization level spread over `k` steps (`scale_firing_rates=1 / k`), run at
+    `T = k L` for k = 2, 4, ... while `k L <= --max-steps`: per `--spread` variant, the
+    accuracy at each such T (the mean output at T = k L is again the quantized ANN's for
+    neurons with negative spikes; binary spikes get k steps per level to follow)."""
+    (_, _), (xte, yte) = data
+    records = {}
+    for variant in args.spread:
+        records[variant] = {}
+        k = 2
+        while k * args.levels <= args.max_steps:
+            t = k * args.levels
+            start = time.perf_counter()
+            snn, error = convert_variant(
+                quantized, variant, key=ksc.QuantizedReLU, scale_firing_rates=1.0 / k
+            )
+            if error:
+                records[variant] = {"error": error}
+                log(f"  {label} {variant} spread: skipped: {error}")
+                break
+            sweep = ksc.latency_sweep(
+                snn, xte, yte, [t], readout="mean", batch_size=args.sweep_batch, verbose=0
+            )
+            acc = sweep.rows[0]["accuracy"]
+            records[variant][str(k)] = {
+                "steps": t,
+                "accuracy": acc,
+                "seconds": time.perf_counter() - start,
+            }
+            log(
+                f"  {label} {variant}, each level over k={k} steps: T={t} {acc:.2f} "
+                f"(quantized ANN {q_ann:.2f}; {time.perf_counter() - start:.0f} s)"
+            )
+            k *= 2
+    return records
+
+
 # ---------------------------------------------------------------------------- layer errors
 
 
@@ -624,7 +671,9 @@ def run_seed(network, seed, args, data):
     with timer("quantize_and_fine_tune"):
         # Reseeded: the fine-tuning does not depend on what ran before (the variants).
         keras.utils.set_random_seed(seed + 1000)
-        quantized = ksc.quantize_activations(model, levels=args.levels, x=xtr[:CALIBRATION_IMAGES])
+        quantized = ksc.quantize_activations(
+            model, levels=args.levels, x=xtr[:CALIBRATION_IMAGES], **quantize_options(args)
+        )
         train(quantized, xtr, ytr, args.qat_epochs, FINE_TUNE_LEARNING_RATE, f"{tag} QAT")
         q_ann = accuracy(quantized, xte, yte)
     log(f"{tag} quantized ANN (L={args.levels}): {q_ann:.2f} %")
@@ -640,6 +689,11 @@ def run_seed(network, seed, args, data):
             key=ksc.QuantizedReLU,
         )
 
+    spread = {}
+    if args.spread:
+        with timer("quantized_spread"):
+            spread = spread_variants(f"{tag} QAT L={args.levels}", quantized, args, prepared, q_ann)
+
     run = {
         "seed": seed,
         "model": model.name,
@@ -651,6 +705,8 @@ def run_seed(network, seed, args, data):
         "steps": steps,
         "methods": {"calibrated": calibrated, f"quantization_aware_L{args.levels}": qat},
     }
+    if spread:
+        run["spread"] = spread
     if args.layer_errors and seed == args.seeds[0]:
         with timer("layer_errors"):
             run["layer_errors"] = {}
@@ -825,8 +881,19 @@ def network_summary(document):
                 + " | ".join(spike_cells)
                 + " |"
             )
+    spread_rows = spread_summary(runs, steps, means)
     if notes:
         lines += ["", "Skipped variants:", "", *notes]
+    if spread_rows:
+        lines += [
+            "",
+            "Each quantization level spread over k steps (`scale_firing_rates=1/k`), run at "
+            "T = k L (mean over seeds; the quantized ANN is the reference):",
+            "",
+            "| variant | k | T | accuracy | below the quantized ANN | below the ANN |",
+            "|---|---|---|---|---|---|",
+            *spread_rows,
+        ]
     throughput_runs = [r["throughput"] for r in runs if "throughput" in r]
     if throughput_runs:
         lines += [
@@ -850,6 +917,24 @@ def network_summary(document):
                 + " |"
             )
     return "\n".join(lines)
+
+
+def spread_summary(runs, steps, means):
+    """Table rows of the runs' `spread` records (means over seeds)."""
+    if not all("spread" in r for r in runs):
+        return []
+    rows = []
+    for variant, by_k in runs[0]["spread"].items():
+        if "error" in by_k:
+            rows.append(f"| {variant} | - | - | skipped: {by_k['error']} | | |")
+            continue
+        for k, record in by_k.items():
+            acc = float(np.mean([r["spread"][variant][k]["accuracy"] for r in runs]))
+            rows.append(
+                f"| {variant} | {k} | {record['steps']} | {acc:.2f} | "
+                f"{means['quantized_ann'] - acc:.2f} | {means['ann'] - acc:.2f} |"
+            )
+    return rows
 
 
 def write_summary(out):
@@ -892,6 +977,27 @@ def parse_args(argv=None):
     parser.add_argument("--max-steps", type=int, help="sweep T = 1, 2, 4, ... up to this (64)")
     parser.add_argument("--blocks", type=int, help="resnet: basic blocks per stage (default 3)")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS))
+    parser.add_argument(
+        "--spread",
+        nargs="*",
+        choices=tuple(VARIANTS),
+        help="quantization-aware variants also run with each level over k steps "
+        "(scale_firing_rates=1/k) at T = k L (default: binary_signed; none: --spread)",
+    )
+    thresholds = parser.add_mutually_exclusive_group()
+    thresholds.add_argument(
+        "--per-layer-thresholds",
+        dest="per_channel_thresholds",
+        action="store_false",
+        default=None,
+        help="quantize_activations(per_channel=False): one threshold per layer",
+    )
+    thresholds.add_argument(
+        "--per-channel-thresholds",
+        dest="per_channel_thresholds",
+        action="store_true",
+        help="quantize_activations(per_channel=True) (the package's default where it has one)",
+    )
     parser.add_argument(
         "--mobilenet-activation",
         choices=("auto", "relu6", "relu"),
@@ -938,6 +1044,8 @@ def parse_args(argv=None):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.spread is None:
+        args.spread = [v for v in ("binary_signed",) if v in VARIANTS]
     if isinstance(args.epochs, int):
         args.epochs = dict.fromkeys(NETWORK_NAMES, args.epochs)
     if args.mobilenet_activation == "auto":

@@ -174,7 +174,9 @@ def test_quantization_aware_conversion_is_exact_at_t_equal_levels():
         for layer in q.layers
         if isinstance(layer, QuantizedReLU)
     }
-    assert thresholds["relu6"] <= 6.0 and thresholds["act6"] <= 6.0
+    # one threshold per channel (the default), none above the ReLU6's clip
+    assert max(thresholds["relu6"]) <= 6.0 and max(thresholds["act6"]) <= 6.0
+    assert len(set(thresholds["relu6"])) > 1
     swap = {QuantizedReLU: ksc.SpikingReLU(negative_spikes=True)}
     snn = ksc.convert(q, swap_activations=swap, readout="mean")
     qann = q.predict(x, verbose=0)
@@ -189,6 +191,25 @@ def test_quantization_aware_conversion_is_exact_at_t_equal_levels():
     unsigned = ksc.convert(q, swap_activations={QuantizedReLU: "spiking_relu"}, readout="mean")
     uneven = np.abs(unsigned.predict(ksc.tile_time(x, 4), verbose=0) - qann)
     assert uneven.mean() > exact.mean()
+
+
+def test_batch_norm_kept_for_fine_tuning_folds_after_it():
+    model, x = relu6_bn_net()
+    q = ksc.quantize_activations(model, levels=4, x=x, fold_batch_norm=False)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in q.layers) == 3
+    q.compile(keras.optimizers.Adam(0.01), "mse")
+    q.fit(x, np.random.default_rng(3).normal(size=(48, 4)), epochs=2, verbose=0)
+    folded = ksc.fold_batch_norm(q)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    for layer in q.layers:  # the learned per-channel thresholds travel with the fold
+        if isinstance(layer, QuantizedReLU):
+            learned = folded.get_layer(layer.name).threshold_value()
+            assert learned == layer.threshold_value() and len(learned) > 1
+    qann = q.predict(x, verbose=0)
+    assert np.median(np.abs(folded.predict(x, verbose=0) - qann)) < 1e-5
+    swap = {QuantizedReLU: ksc.SpikingReLU(negative_spikes=True)}
+    snn = ksc.convert(folded, swap_activations=swap, readout="mean")
+    assert np.median(np.abs(snn.predict(ksc.tile_time(x, 4), verbose=0) - qann)) < 1e-5
 
 
 def test_extended_neurons_give_the_same_spikes_on_every_path(tmp_path):

@@ -48,6 +48,31 @@ def test_quantized_relu_learns_its_threshold():
     assert abs(model.layers[-1].threshold_value() - 2.5) < 0.25
 
 
+def test_quantized_relu_per_channel_thresholds(tmp_path):
+    layer = QuantizedReLU(levels=4, threshold=[1.0, 2.0, 0.5], per_channel=True, name="q")
+    x = np.random.default_rng(0).uniform(-1, 3, (5, 4, 3)).astype("float32")
+    out = keras.ops.convert_to_numpy(layer(x))
+    t = np.array([1.0, 2.0, 0.5], dtype="float32")  # along the last axis
+    np.testing.assert_allclose(out, t * np.clip(np.floor(x * 4 / t + 0.5) / 4, 0, 1))
+    assert layer.threshold_value() == (1.0, 2.0, 0.5)
+    # One number for every channel, learned per channel; saved and loaded.
+    model = keras.Sequential(
+        [keras.Input((3,)), QuantizedReLU(levels=4, threshold=1.5, per_channel=True)]
+    )
+    model.layers[-1].threshold.assign([0.7, 1.1, 2.0])
+    model.save(tmp_path / "q.keras")
+    loaded = keras.models.load_model(tmp_path / "q.keras")
+    v = np.array([[0.1, 0.5, 2.0]], dtype="float32")
+    np.testing.assert_allclose(loaded.predict(v, verbose=0), model.predict(v, verbose=0))
+    np.testing.assert_allclose(loaded.layers[-1].threshold_value(), [0.7, 1.1, 2.0])
+    with pytest.raises(ValueError, match="'q2'.*3 values.*per_channel=True"):
+        QuantizedReLU(threshold=[1.0, 2.0, 3.0], name="q2")
+    with pytest.raises(ValueError, match="'q3'.*2 values but the input has 3 channels"):
+        QuantizedReLU(threshold=[1.0, 2.0], per_channel=True, name="q3")(x)
+    with pytest.raises(ValueError, match="`threshold`"):
+        QuantizedReLU(threshold=[1.0, -2.0], per_channel=True)
+
+
 def test_quantized_relu_saves(tmp_path):
     model = keras.Sequential([keras.Input((3,)), QuantizedReLU(levels=4, threshold=1.5)])
     model.layers[-1].threshold.assign(0.7)
@@ -177,9 +202,14 @@ def test_quantize_activations_replaces_every_relu_and_keeps_weights():
 def test_quantize_activations_thresholds_from_data():
     model = small_convnet()
     x = np.random.default_rng(0).uniform(0, 1, (64, 8, 8, 1)).astype("float32")
-    q = ksc.quantize_activations(model, levels=8, x=x, percentile=100)
+    q = ksc.quantize_activations(model, levels=8, x=x, percentile=100, per_channel=False)
     acts = keras.Model(model.inputs, model.get_layer("conv").output).predict(x, verbose=0)
     assert q.get_layer("conv_qrelu").threshold_value() == pytest.approx(acts.max(), rel=1e-5)
+    # The default: one threshold per channel, each at its channel's percentile.
+    per_channel = ksc.quantize_activations(model, levels=8, x=x, percentile=100)
+    thresholds = per_channel.get_layer("conv_qrelu").threshold_value()
+    np.testing.assert_allclose(thresholds, acts.reshape(-1, 4).max(axis=0), rtol=1e-5)
+    assert len(set(thresholds)) == 4
     snn = ksc.convert(q, swap_activations=QRELU, readout="mean")
     assert [layer.name for layer in snn.layers if isinstance(layer, ksc.SpikingReLU)] == [
         "conv_qrelu_neuron",

@@ -426,7 +426,8 @@ class ConversionContext(LayerCloner):
     def neuron_block(self, source, key, x, threshold=None, max_value=None):
         """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse].
 
-        With a `threshold` (a `QuantizedReLU`'s), `s` is also multiplied by
+        With a `threshold` (a `QuantizedReLU`'s: one, or a tuple per channel), `s` is
+        also multiplied by
         `1 / (threshold * dt)`: an input at the threshold fires one spike per step.
         With a `max_value` (a clipped ReLU's, in the original units: one, or one per
         channel), the neuron's mean output is clipped at it (`SpikingReLU(clip=...)`),
@@ -443,7 +444,7 @@ class ConversionContext(LayerCloner):
             spiking, template = o.swap[key].spiking, o.swap[key].config
         scale = o.lookup(o.scale, source)
         if threshold is not None and spiking:
-            scale = _times(scale, 1.0 / (threshold * o.dt))
+            scale = _times(scale, 1.0 / (np.asarray(threshold) * o.dt))
         synapse = o.lookup(o.synapse, source)
         regularizer = o.lookup(o.regularizer, source)
         if regularizer is not None:
@@ -512,10 +513,10 @@ class ConversionContext(LayerCloner):
 
 
 def _times(scale, factor):
-    """A scale (one, or a tuple per channel) times a number."""
-    if isinstance(scale, tuple):
-        return tuple(s * factor for s in scale)
-    return scale * factor
+    """A scale (one, or a tuple per channel) times a factor (one, or an array per
+    channel): one number, or a tuple per channel."""
+    product = np.asarray(scale, dtype="float64") * factor
+    return tuple(product.tolist()) if product.ndim else float(product)
 
 
 def _time_averaged(regularizer):

@@ -1,8 +1,9 @@
 """`quantize_activations()`: a trained model with its ReLUs made conversion-aware (QCFS)."""
 
 import keras
+import numpy as np
 
-from keras_spiking_conv._validation import check_number
+from keras_spiking_conv._validation import check_bool, check_number
 from keras_spiking_conv.conversion.activations import (
     NEURON_KEYS,
     activation_clip,
@@ -24,22 +25,24 @@ SUFFIX = "qrelu"
 
 
 class _Quantizer(ModelCopier):
-    def __init__(self, levels, thresholds, initial_threshold):
+    def __init__(self, levels, thresholds, initial_threshold, per_channel):
         super().__init__()
         self.levels = levels
         self.thresholds = thresholds
         self.initial_threshold = initial_threshold
+        self.per_channel = per_channel
         self.activations = {}
 
     def quantized_relu(self, layer, name):
         """The one `QuantizedReLU` of an original ReLU layer (shared calls share it)."""
         if id(layer) not in self.activations:
-            threshold = self.thresholds.get(layer.name, self.initial_threshold)
+            threshold = np.asarray(self.thresholds.get(layer.name, self.initial_threshold))
             max_value = activation_clip(layer)
             if max_value is not None:  # a clipped ReLU (ReLU6) clips no higher than it did
-                threshold = min(threshold, max_value)
+                threshold = np.minimum(threshold, max_value)
+            threshold = threshold.tolist() if np.ndim(threshold) else float(threshold)
             self.activations[id(layer)] = QuantizedReLU(
-                levels=self.levels, threshold=threshold, name=name
+                levels=self.levels, threshold=threshold, per_channel=self.per_channel, name=name
             )
         return self.activations[id(layer)]
 
@@ -63,6 +66,7 @@ def quantize_activations(
     initial_threshold=1.0,
     batch_size=256,
     fold_batch_norm=True,
+    per_channel=True,
 ):
     """A copy of a trained model with every ReLU replaced by a `QuantizedReLU`.
 
@@ -98,6 +102,12 @@ def quantize_activations(
             or Dense layer into it first (`fold_batch_norm`), so fine-tuning has
             no moving statistics to settle and the network has fewer layers to
             run per step. Defaults to `True`.
+        per_channel: One learned threshold per channel (`QuantizedReLU(per_channel=True)`)
+            instead of one per layer; with `x`, each starts at its channel's
+            `percentile`. Channels' ranges differ several-fold (more so with
+            BatchNormalization folded), and one threshold per layer leaves the
+            small channels one or two of the `levels`. Defaults to `True`
+            (docs/latency.md: measured against one per layer).
 
     Returns:
         A functional `keras.Model` (not compiled), with the original's inputs
@@ -122,13 +132,14 @@ def quantize_activations(
     initial_threshold = check_number(
         "initial_threshold", initial_threshold, owner=owner, positive=True
     )
+    per_channel = check_bool("per_channel", per_channel, owner=owner)
     if fold_batch_norm:
         model = folding.fold_batch_norm(model)
     thresholds = {}
     if x is not None:
         thresholds = activation_percentiles(
-            model, x, percentile, batch_size=batch_size, owner=owner
+            model, x, percentile, per_channel=per_channel, batch_size=batch_size, owner=owner
         )
     else:
         neuron_sites(Plan(model), owner)  # a model with no ReLU is an error
-    return _Quantizer(levels, thresholds, initial_threshold).model(model)
+    return _Quantizer(levels, thresholds, initial_threshold, per_channel).model(model)

@@ -1,6 +1,7 @@
 """The conversion-aware QCFS activation: a ReLU quantized to what a spiking neuron computes."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_spiking_conv import neurons
@@ -23,8 +24,9 @@ class QuantizedReLU(keras.layers.Layer):
     """ReLU clipped at a learned threshold and quantized to `levels` steps (QCFS).
 
     `threshold * clip(floor(x * levels / threshold + 1/2) / levels, 0, 1)`, the
-    quantization clip-floor-shift activation of Bu et al. (ICLR 2022), with one
-    learned `threshold` per layer and a straight-through gradient for the floor.
+    quantization clip-floor-shift activation of Bu et al. (ICLR 2022), with a
+    learned `threshold` (one per layer, or with `per_channel` one per channel)
+    and a straight-through gradient for the floor.
     A network trained with it converts to integrate-and-fire neurons whose
     threshold is `threshold` and whose voltage starts at half of it (the
     converter's default `initial_voltage=0.5`), and reaches its accuracy in
@@ -35,8 +37,14 @@ class QuantizedReLU(keras.layers.Layer):
 
     Args:
         levels: Number of quantization steps, an integer `>= 1`. Defaults to `8`.
-        threshold: Initial threshold (the clip value), `> 0`. Defaults to `1.0`.
+        threshold: Initial threshold (the clip value), `> 0`: a number, or with
+            `per_channel` one number per channel (a list). Defaults to `1.0`.
         trainable_threshold: Learn the threshold. Defaults to `True`.
+        per_channel: One threshold per channel (the last axis: a convolution's
+            filters, a Dense layer's units) instead of one for the layer, so each
+            channel's levels cover its own range (after BatchNormalization is
+            folded, channels' ranges differ several-fold). Defaults to `False`;
+            `quantize_activations` turns it on (docs/latency.md: measured).
         **kwargs: Base layer keyword arguments, such as `name`.
 
     Input shape:
@@ -49,20 +57,49 @@ class QuantizedReLU(keras.layers.Layer):
     array([0. , 0.5, 1. , 1.5, 2. ], dtype=float32)
     """
 
-    def __init__(self, levels=8, threshold=1.0, trainable_threshold=True, **kwargs):
+    def __init__(
+        self, levels=8, threshold=1.0, trainable_threshold=True, per_channel=False, **kwargs
+    ):
         super().__init__(**kwargs)
         owner = f"{type(self).__name__} '{self.name}'"
         self.levels = check_levels(levels, owner=owner)
-        self.initial_threshold = check_number("threshold", threshold, owner=owner, positive=True)
+        self.per_channel = check_bool("per_channel", per_channel, owner=owner)
+        if isinstance(threshold, (list, tuple, np.ndarray)):
+            if not self.per_channel:
+                raise ValueError(
+                    f"{owner}: Argument `threshold` is one value per channel "
+                    f"({len(threshold)} values) but `per_channel` is False. Pass "
+                    "per_channel=True, or one number."
+                )
+            self.initial_threshold = [
+                check_number("threshold", float(t), owner=owner, positive=True)
+                for t in np.ravel(threshold)
+            ]
+        else:
+            self.initial_threshold = check_number(
+                "threshold", threshold, owner=owner, positive=True
+            )
         self.trainable_threshold = check_bool(
             "trainable_threshold", trainable_threshold, owner=owner
         )
         self.supports_masking = True
 
     def build(self, input_shape):
+        shape = ()
+        initial = self.initial_threshold
+        if self.per_channel:
+            channels = input_shape[-1]
+            if isinstance(initial, list) and channels is not None and len(initial) != channels:
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}': Argument `threshold` has "
+                    f"{len(initial)} values but the input has {channels} channels (its last "
+                    f"axis; input shape {tuple(input_shape)}). Pass one value per channel, "
+                    "or one number for all."
+                )
+            shape = (channels,)
         self.threshold = self.add_weight(
-            shape=(),
-            initializer=keras.initializers.Constant(self.initial_threshold),
+            shape=shape,
+            initializer=keras.initializers.Constant(initial),
             trainable=self.trainable_threshold,
             constraint=keras.constraints.NonNeg(),
             name="threshold",
@@ -70,9 +107,11 @@ class QuantizedReLU(keras.layers.Layer):
         self.built = True
 
     def threshold_value(self):
-        """The current threshold as a Python float."""
+        """The current threshold: a Python float, or with `per_channel` a tuple of
+        floats (one per channel)."""
         # `.numpy()`: `np.array` of a TensorFlow Variable warns (NumPy 2 `copy` keyword).
-        return max(float(self.threshold.numpy()), MIN_THRESHOLD)
+        value = np.maximum(np.asarray(self.threshold.numpy(), dtype="float64"), MIN_THRESHOLD)
+        return tuple(value.tolist()) if self.per_channel else float(value)
 
     def call(self, inputs):
         threshold = ops.maximum(ops.cast(self.threshold, inputs.dtype), MIN_THRESHOLD)
@@ -87,4 +126,5 @@ class QuantizedReLU(keras.layers.Layer):
             "levels": self.levels,
             "threshold": self.initial_threshold,
             "trainable_threshold": self.trainable_threshold,
+            "per_channel": self.per_channel,
         }
