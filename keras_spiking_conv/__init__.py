@@ -43,6 +43,8 @@ from keras_spiking_conv.latency import (
     quantize_activations,
 )
 from keras_spiking_conv.layers import (
+    LIF,
+    LIFCell,
     LowpassSynapse,
     LowpassSynapseCell,
     OperationLayer,
@@ -101,6 +103,8 @@ __all__ = [
     "initial_states",
     "process_chunk",
     "state_layout",
+    "LIF",
+    "LIFCell",
     "LowpassSynapse",
     "LowpassSynapseCell",
     "RateScale",

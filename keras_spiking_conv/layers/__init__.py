@@ -7,6 +7,7 @@ from keras_spiking_conv.layers.encoders import (
     RegularEncoder,
     RegularEncoderCell,
 )
+from keras_spiking_conv.layers.lif import LIF, LIFCell
 from keras_spiking_conv.layers.lowpass import LowpassSynapse, LowpassSynapseCell
 from keras_spiking_conv.layers.max_pool import AccumulatedMaxPoolCell, AccumulatedMaxPooling
 from keras_spiking_conv.layers.operation import OperationLayer
@@ -19,6 +20,8 @@ from keras_spiking_conv.layers.time_fold import TimeFold
 __all__ = [
     "AccumulatedMaxPoolCell",
     "AccumulatedMaxPooling",
+    "LIF",
+    "LIFCell",
     "LowpassSynapse",
     "LowpassSynapseCell",
     "OperationLayer",
