@@ -44,6 +44,8 @@ from keras_spiking_conv.latency import (
 )
 from keras_spiking_conv.layers import (
     LIF,
+    AlphaSynapse,
+    AlphaSynapseCell,
     LIFCell,
     LowpassSynapse,
     LowpassSynapseCell,
@@ -103,6 +105,8 @@ __all__ = [
     "initial_states",
     "process_chunk",
     "state_layout",
+    "AlphaSynapse",
+    "AlphaSynapseCell",
     "LIF",
     "LIFCell",
     "LowpassSynapse",

@@ -36,6 +36,7 @@ from keras_spiking_conv.conversion.report import ConversionReport
 from keras_spiking_conv.conversion.rules import block_layers, block_scales
 from keras_spiking_conv.layers import (
     AccumulatedMaxPooling,
+    AlphaSynapse,
     LowpassSynapse,
     PoissonEncoder,
     RateScale,
@@ -286,22 +287,36 @@ def _neuron_template(activation, neuron):
     )
 
 
-# What a configured `LowpassSynapse` given as `synapse=` passes on (dt is convert's).
+# What a configured `LowpassSynapse` or `AlphaSynapse` given as `synapse=` passes on (dt
+# is convert's), and the synapse classes by the name the template records.
 SYNAPSE_TEMPLATE_KEYS = ("tau", "trainable_tau", "per_channel")
+SYNAPSE_CLASSES = {"lowpass": LowpassSynapse, "alpha": AlphaSynapse}
 
 
 def _synapse_template(value, owner):
-    """A `synapse` value as the LowpassSynapse arguments of each synapse built from it."""
+    """A `synapse` value as the arguments of each synapse built from it (with
+    `"filter"`: `"alpha"` for an `AlphaSynapse`)."""
     if isinstance(value, LowpassSynapse):
         config = value.cell.get_config()
-        return {key: config[key] for key in SYNAPSE_TEMPLATE_KEYS}
+        template = {key: config[key] for key in SYNAPSE_TEMPLATE_KEYS}
+        if isinstance(value, AlphaSynapse):
+            template["filter"] = "alpha"
+        return template
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return {"tau": check_number("synapse", value, owner=owner, positive=True)}
     raise TypeError(
         f"{owner}: `synapse` must be None, a time constant in seconds (> 0) or a configured "
-        "LowpassSynapse layer (e.g. LowpassSynapse(0.01, trainable_tau=True)); or a dict "
-        f"mapping layers to those. Received: synapse={value!r}"
+        "LowpassSynapse or AlphaSynapse layer (e.g. LowpassSynapse(0.01, "
+        "trainable_tau=True), AlphaSynapse(0.005)); or a dict mapping layers to those. "
+        f"Received: synapse={value!r}"
     )
+
+
+def _synapse_layer(template, **kwargs):
+    """The synapse a template describes."""
+    template = dict(template)
+    cls = SYNAPSE_CLASSES[template.pop("filter", "lowpass")]
+    return cls(**template, **kwargs)
 
 
 class ConversionContext(LayerCloner):
@@ -486,8 +501,8 @@ class ConversionContext(LayerCloner):
                 name=self.unique_name(f"{source}_unscale"),
             )(x)
         if synapse is not None:
-            x = LowpassSynapse(
-                **synapse,
+            x = _synapse_layer(
+                synapse,
                 dt=o.dt,
                 dtype=NEURON_DTYPE,
                 source=source,

@@ -17,6 +17,7 @@ from keras_spiking_conv.conversion.activations import activation_clip, layer_act
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import (
     AccumulatedMaxPooling,
+    AlphaSynapse,
     LowpassSynapse,
     PoissonEncoder,
     QuantizedReLU,
@@ -192,7 +193,7 @@ def encoder_rule(layer, args, kwargs, context):
     return context.keep(layer, args, kwargs)
 
 
-@register_rule(RateScale, LowpassSynapse)
+@register_rule(RateScale, LowpassSynapse, AlphaSynapse)
 def rebuilt_rule(layer, args, kwargs, context):
     """Re-converting: a neuron block's scales and synapses are rebuilt with its
     neuron; ones added by hand are kept, with their weights."""

@@ -8,7 +8,12 @@ from keras_spiking_conv.layers.encoders import (
     RegularEncoderCell,
 )
 from keras_spiking_conv.layers.lif import LIF, LIFCell
-from keras_spiking_conv.layers.lowpass import LowpassSynapse, LowpassSynapseCell
+from keras_spiking_conv.layers.lowpass import (
+    AlphaSynapse,
+    AlphaSynapseCell,
+    LowpassSynapse,
+    LowpassSynapseCell,
+)
 from keras_spiking_conv.layers.max_pool import AccumulatedMaxPoolCell, AccumulatedMaxPooling
 from keras_spiking_conv.layers.operation import OperationLayer
 from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
@@ -20,6 +25,8 @@ from keras_spiking_conv.layers.time_fold import TimeFold
 __all__ = [
     "AccumulatedMaxPoolCell",
     "AccumulatedMaxPooling",
+    "AlphaSynapse",
+    "AlphaSynapseCell",
     "LIF",
     "LIFCell",
     "LowpassSynapse",
