@@ -19,6 +19,10 @@ from keras_spiking_conv.layers.operation import OperationLayer
 from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
 from keras_spiking_conv.layers.rate_scale import RateScale
 from keras_spiking_conv.layers.readout import TimeReadout
+from keras_spiking_conv.layers.spiking_activation import (
+    SpikingActivation,
+    SpikingActivationCell,
+)
 from keras_spiking_conv.layers.spiking_relu import SpikingReLU, SpikingReLUCell
 from keras_spiking_conv.layers.time_fold import TimeFold
 
@@ -38,6 +42,8 @@ __all__ = [
     "RegularEncoderCell",
     "QuantizedReLU",
     "RateScale",
+    "SpikingActivation",
+    "SpikingActivationCell",
     "SpikingReLU",
     "SpikingReLUCell",
     "TimeFold",

@@ -141,6 +141,21 @@ class FeatureSequence(Recorded, keras.layers.RNN):
             )
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
+    def stateless_output(self, outputs, sequences, initial_state=None):
+        """What `call` returns for `outputs` computed on every step at once (a rate
+        neuron): the last step without `return_sequences`, and the state unchanged
+        with `return_state`."""
+        if not self.return_sequences:
+            outputs = outputs[:, -1]
+        if not self.return_state:
+            return outputs
+        if initial_state is None:
+            initial_state = (
+                self.states if self.stateful else self.get_initial_state(ops.shape(sequences)[0])
+            )
+        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        return outputs, state
+
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, length, features = sequences_shape[0], sequences_shape[1], sequences_shape[2:]
         output_shape = (batch, length, *features) if self.return_sequences else (batch, *features)

@@ -282,17 +282,7 @@ class LIF(FeatureSequence):
             return super().call(
                 sequences, initial_state=initial_state, mask=mask, training=training
             )
-        rates = self.cell.rates(sequences)
-        if not self.return_sequences:
-            rates = rates[:, -1]
-        if not self.return_state:
-            return rates
-        if initial_state is None:
-            initial_state = (
-                self.states if self.stateful else self.get_initial_state(ops.shape(sequences)[0])
-            )
-        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        return rates, state
+        return self.stateless_output(self.cell.rates(sequences), sequences, initial_state)
 
     def get_config(self):
         cell_config = self.cell.get_config()
