@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+import keras_spiking_conv as ksc
 from keras_spiking_conv import SpikingActivation, SpikingActivationCell
 from tests.helpers import gradient, run_layer_test
 
@@ -149,3 +150,30 @@ def test_bad_arguments_are_named_with_a_fix(kwargs, error, words):
         SpikingActivation(name="bad", **kwargs)
     for word in words:
         assert word in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["regular", "stochastic", "poisson"])
+def test_same_spikes_in_chunks_on_every_backend_path(rng, mode):
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(8, activation="tanh", name="hid")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
+    with pytest.warns(UserWarning, match="this neuron is not linear"):
+        snn = ksc.convert(
+            model,
+            swap_activations={"tanh": SpikingActivation("tanh", mode=mode)},
+            scale_firing_rates=300.0,
+            dt=0.1,  # rates of tanh are at most 1 Hz: 6 s give a few spikes
+            seed=0,
+        )
+    assert [type(layer) for layer in snn.layers].count(SpikingActivation) == 1
+    x = np.repeat(rng.uniform(-1, 1, (2, 1, 8)), 60, axis=1).astype("float32")
+    fused = snn.predict(x, verbose=0)
+    assert np.count_nonzero(fused) > 0
+    stream = ksc.Stream(snn)
+    chunks = np.concatenate([stream(x[:, t : t + 7]) for t in range(0, 60, 7)], axis=1)
+    np.testing.assert_array_equal(chunks, fused)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(ksc.process_chunk(snn, x, ksc.initial_states(snn, 2))[0]), fused
+    )
+    snn.execution = "layers"
+    np.testing.assert_allclose(snn.predict(x, verbose=0), fused, rtol=1e-5, atol=1e-4)
