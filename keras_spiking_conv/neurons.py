@@ -4,6 +4,7 @@ The layers in `keras_spiking_conv.layers` are thin wrappers around these
 functions, so the equations live in one place and work on every backend.
 """
 
+import numpy as np
 from keras import ops
 
 
@@ -163,3 +164,190 @@ def accumulated_max_pool_step(inputs, total, pool):
     """
     new_total = total + inputs
     return pool(new_total) - pool(total), new_total
+
+
+def lif_rates(inputs, tau_rc, tau_ref, amplitude=1.0):
+    """Nengo's `LIFRate`: `amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1)))` for
+    `J > 1`, else 0.
+
+    Args:
+        inputs: Input current `J`, any shape.
+        tau_rc: Membrane time constant in seconds.
+        tau_ref: Refractory period in seconds.
+        amplitude: Output scale. Defaults to `1.0`.
+
+    Returns:
+        Firing rates (Hz times `amplitude`), shaped like `inputs`.
+    """
+    return _lif_rates_of_excess(inputs - 1.0, tau_rc, tau_ref, amplitude)
+
+
+def soft_lif_rates(inputs, tau_rc, tau_ref, sigma, amplitude=1.0):
+    """NengoDL's `SoftLIFRate(sigma)` (Hunsberger & Eliasmith, 2015): `LIFRate` with
+    the excess current `J - 1` replaced by `sigma * softplus((J - 1) / sigma)`,
+    smooth everywhere and equal to `LIFRate` as `sigma` goes to zero.
+
+    Args:
+        inputs: Input current `J`, any shape.
+        tau_rc: Membrane time constant in seconds.
+        tau_ref: Refractory period in seconds.
+        sigma: Smoothing, `> 0`.
+        amplitude: Output scale. Defaults to `1.0`.
+
+    Returns:
+        Firing rates, shaped like `inputs`.
+    """
+    y = (inputs - 1.0) / sigma
+    # log(excess) = log(sigma) + log(softplus(y)), with log(softplus(y)) = y (to 1e-7)
+    # below y = -15, where softplus underflows in float32 long before the rate is 0.
+    log_softplus = ops.where(y > -15.0, ops.log(ops.softplus(ops.maximum(y, -15.0))), y)
+    log_excess = log_softplus + float(np.log(sigma))
+    excess = ops.exp(log_excess)
+    # log1p(1 / excess), computed without overflow or cancellation on either side of 1.
+    above = excess > 1.0
+    log_ratio = ops.where(
+        above,
+        ops.log1p(1.0 / ops.maximum(excess, 1.0)),
+        ops.log1p(ops.minimum(excess, 1.0)) - ops.minimum(log_excess, 0.0),
+    )
+    return amplitude / (tau_ref + tau_rc * log_ratio)
+
+
+def _lif_rates_of_excess(excess, tau_rc, tau_ref, amplitude):
+    positive = excess > 0
+    # The untaken branch of `where` still computes: keep its argument finite, or its
+    # gradient is NaN.
+    safe = ops.where(positive, excess, ops.ones_like(excess))
+    rates = amplitude / (tau_ref + tau_rc * ops.log1p(1.0 / safe))
+    return ops.where(positive, rates, ops.zeros_like(rates))
+
+
+def lif_step(inputs, voltage, refractory_time, dt, tau_rc, tau_ref, min_voltage, amplitude):
+    """One step of Nengo's `LIF` (`nengo.LIF.step`), with its spike-time-aware
+    refractory period.
+
+    `refractory_time -= dt`; the neuron integrates for `delta_t = clip(dt -
+    refractory_time, 0, dt)` (part of a step when its refractory period ends
+    inside it): `v -= (J - v) * expm1(-delta_t / tau_rc)`. It spikes when `v > 1`
+    (at most once a step), output `amplitude / dt`; then `v = max(v, min_voltage)`,
+    and a neuron that spiked gets `v = 0` and `refractory_time = tau_ref + t_spike`,
+    with `t_spike = dt + tau_rc * log1p(-(v - 1) / (J - 1))` the time within the step
+    at which its voltage crossed 1 (negative: before the step's end).
+
+    Args:
+        inputs: Input current `J`, any shape.
+        voltage: Membrane voltage, shaped like `inputs`.
+        refractory_time: Refractory time left, shaped like `inputs`.
+        dt: Timestep in seconds.
+        tau_rc: Membrane time constant in seconds.
+        tau_ref: Refractory period in seconds.
+        min_voltage: The voltage's floor (`<= 0`).
+        amplitude: Output scale of each spike.
+
+    Returns:
+        `(spikes, voltage, refractory_time)`; `spikes` in units of `amplitude / dt`.
+    """
+    refractory_time = refractory_time - dt
+    delta_t = ops.clip(dt - refractory_time, 0.0, dt)
+    voltage = voltage - (inputs - voltage) * ops.expm1(-delta_t / tau_rc)
+    spiked = voltage > 1.0
+    spikes = ops.cast(spiked, voltage.dtype) * (amplitude / dt)
+    # A neuron only crosses 1 with J > 1; keep the other branch finite.
+    excess = ops.where(spiked, inputs - 1.0, ops.ones_like(inputs))
+    t_spike = dt + tau_rc * ops.log1p(-(voltage - 1.0) / excess)
+    voltage = ops.where(spiked, ops.zeros_like(voltage), ops.maximum(voltage, min_voltage))
+    refractory_time = ops.where(spiked, tau_ref + t_spike, refractory_time)
+    return spikes, voltage, refractory_time
+
+
+def rate_to_spikes_step(rates, voltage, dt, amplitude=1.0):
+    """One step of regular spiking of a rate, possibly negative (KerasSpiking's
+    `SpikingActivation`, Nengo's `RegularSpiking`).
+
+    `v += r * dt; n = floor(v); v -= n; out = amplitude * n / dt`: a negative rate
+    gives negative spikes, and the voltage stays in `[0, 1)`.
+
+    Args:
+        rates: The rate `r = f(x)`, any shape.
+        voltage: Voltage, shaped like `rates`.
+        dt: Timestep in seconds.
+        amplitude: Output scale of each spike. Defaults to `1.0`.
+
+    Returns:
+        `(spikes, new_voltage)`.
+    """
+    voltage = voltage + rates * dt
+    n_spikes = ops.floor(voltage)
+    return n_spikes * (amplitude / dt), voltage - n_spikes
+
+
+def stochastic_spikes(rates, uniform, dt, amplitude=1.0):
+    """One step of Nengo's `StochasticSpiking` for a signed rate: with `e = |r| * dt`,
+    `floor(e)` spikes, plus one with probability `e - floor(e)` (`uniform < e -
+    floor(e)`), signed as `r`.
+
+    Args:
+        rates: The rate `r`, any shape.
+        uniform: Uniform numbers in `[0, 1)`, shaped like `rates`.
+        dt: Timestep in seconds.
+        amplitude: Output scale of each spike. Defaults to `1.0`.
+
+    Returns:
+        The spikes, in units of `amplitude / dt`.
+    """
+    expected = ops.abs(rates) * dt
+    whole = ops.floor(expected)
+    n_spikes = whole + ops.cast(uniform < expected - whole, rates.dtype)
+    return ops.sign(rates) * n_spikes * (amplitude / dt)
+
+
+def poisson_spikes(rates, uniform, dt, amplitude=1.0, max_spikes=32):
+    """One step of Nengo's `PoissonSpiking` for a signed rate: a Poisson number of
+    spikes of mean `|r| * dt`, signed as `r`, drawn by inverting the Poisson CDF at
+    `uniform` (exact up to `max_spikes` spikes a step, a mean of about 20).
+
+    Args:
+        rates: The rate `r`, any shape.
+        uniform: Uniform numbers in `[0, 1)`, shaped like `rates`.
+        dt: Timestep in seconds.
+        amplitude: Output scale of each spike. Defaults to `1.0`.
+        max_spikes: The most spikes a step. Defaults to `32`.
+
+    Returns:
+        The spikes, in units of `amplitude / dt`.
+    """
+    mean = ops.abs(rates) * dt
+    term = ops.exp(-mean)  # P(n = k), from k = 0
+    cdf = term
+    n_spikes = ops.zeros_like(mean)
+    for k in range(1, max_spikes + 1):
+        n_spikes = n_spikes + ops.cast(uniform >= cdf, mean.dtype)
+        term = term * mean / k
+        cdf = cdf + term
+    return ops.sign(rates) * n_spikes * (amplitude / dt)
+
+
+def alpha_step(inputs, state, decay, dt_over_tau):
+    """One step of the alpha filter `1 / (tau s + 1)^2` with zero-order hold, as
+    `nengo.Alpha(tau).filt` computes it (the exact solution for an input held over
+    the step, output at the step's end).
+
+    The filter is two first-order low-passes in series (`first`, then `second`);
+    with `a = exp(-dt / tau)` and `d = dt / tau`:
+    `second = a * second + d * a * first + (1 - a - d * a) * x`, then
+    `first = a * first + (1 - a) * x`; the output is `second`. Its DC gain is 1.
+
+    Args:
+        inputs: Input, any shape.
+        state: `(first, second)`, each shaped like `inputs`.
+        decay: `a = exp(-dt / tau)`.
+        dt_over_tau: `d = dt / tau`.
+
+    Returns:
+        `(output, (first, second))`.
+    """
+    first, second = state
+    cross = dt_over_tau * decay
+    second = decay * second + cross * first + (1.0 - decay - cross) * inputs
+    first = lowpass_step(inputs, first, decay)
+    return second, (first, second)

@@ -515,8 +515,8 @@ def test_clear_errors():
         ksc.convert(rnn)
     with pytest.raises(ValueError, match="n_steps.*Received: n_steps=0"):
         ksc.convert(models.tutorial_convnet(), n_steps=0)
-    with pytest.raises(ValueError, match="swap_activations.*Received: 'lif'"):
-        ksc.convert(models.tutorial_convnet(), swap_activations={"relu": "lif"})
+    with pytest.raises(ValueError, match="swap_activations.*Received: 'izhikevich'"):
+        ksc.convert(models.tutorial_convnet(), swap_activations={"relu": "izhikevich"})
     with pytest.raises(ValueError, match="scale_firing_rates.*Received: scale_firing_rates=-1"):
         ksc.convert(models.tutorial_convnet(), scale_firing_rates=-1)
 

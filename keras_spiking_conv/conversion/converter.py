@@ -35,11 +35,16 @@ from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
 from keras_spiking_conv.conversion.rules import block_layers, block_scales
 from keras_spiking_conv.layers import (
+    LIF,
     AccumulatedMaxPooling,
+    AlphaSynapse,
+    LIFCell,
     LowpassSynapse,
     PoissonEncoder,
     RateScale,
     RegularEncoder,
+    SpikingActivation,
+    SpikingActivationCell,
     SpikingReLU,
     SpikingReLUCell,
     TimeFold,
@@ -93,7 +98,8 @@ class Swap:
 
     activation: object  # as the user gave it (for messages)
     spiking: bool
-    config: dict  # SpikingReLU arguments from a configured neuron
+    config: dict  # the neuron's arguments from a configured neuron
+    kind: str = "relu"  # a key of NEURON_CLASSES
 
 
 class Options:
@@ -198,7 +204,7 @@ class Options:
                     "(keras.activations.relu, tf.nn.relu) or an activation layer class "
                     "(keras.layers.ReLU)."
                 )
-            swap[key] = Swap(activation, *_neuron_template(activation, neuron))
+            swap[key] = Swap(activation, *_neuron_template(activation, key, neuron))
         return swap
 
     @staticmethod
@@ -258,50 +264,110 @@ class Options:
                     )
 
 
-def _neuron_template(activation, neuron):
-    """The (spiking, config) of the neuron an activation is swapped to."""
+# The neuron classes of `swap_activations` values, by kind, and the arguments a
+# configured neuron passes on (dt, seed, source and name are convert's).
+NEURON_CLASSES = {"relu": SpikingReLU, "lif": LIF, "activation": SpikingActivation}
+TEMPLATE_KEYS = {
+    "relu": (
+        "amplitude",
+        "initial_voltage",
+        "spiking_aware_training",
+        "rectify_input",
+        "max_spikes_per_step",
+        "reset",
+        "negative_spikes",
+    ),
+    "lif": (
+        "tau_rc",
+        "tau_ref",
+        "amplitude",
+        "min_voltage",
+        "smoothing",
+        "initial_voltage",
+        "spiking_aware_training",
+    ),
+    "activation": (
+        "activation",
+        "amplitude",
+        "mode",
+        "initial_voltage",
+        "spiking_aware_training",
+    ),
+}
+
+
+def _neuron_template(activation, key, neuron):
+    """The (spiking, config, kind) of the neuron an activation is swapped to."""
     if isinstance(neuron, str):
         if neuron in ("spiking_relu", "spikingrelu", "SpikingReLU"):
-            return True, {}
+            return True, {}, "relu"
         if neuron == "relu":
-            return False, {}
-    if isinstance(neuron, (SpikingReLU, SpikingReLUCell)):
-        config = (
-            neuron.cell.get_config() if isinstance(neuron, SpikingReLU) else neuron.get_config()
-        )
-        keep = (
-            "amplitude",
-            "initial_voltage",
-            "spiking_aware_training",
-            "rectify_input",
-            "max_spikes_per_step",
-            "reset",
-            "negative_spikes",
-        )
-        # An unset `rectify_input` (None) takes the converter's signed input.
-        return bool(config["spiking"]), {k: config[k] for k in keep if config[k] is not None}
+            return False, {}, "relu"
+        if neuron in ("lif", "LIF"):
+            return True, {}, "lif"
+        if neuron == "spiking":  # the spiking version of the activation itself
+            if key == "relu":
+                return True, {}, "relu"
+            _check_spiking_version(activation, key)
+            return True, {"activation": key}, "activation"
+    for kind, cls in NEURON_CLASSES.items():
+        cell_cls = {"relu": SpikingReLUCell, "lif": LIFCell, "activation": SpikingActivationCell}
+        if isinstance(neuron, (cls, cell_cls[kind])):
+            config = neuron.cell.get_config() if isinstance(neuron, cls) else neuron.get_config()
+            # An unset value (None) takes the converter's (e.g. a signed input).
+            template = {k: config[k] for k in TEMPLATE_KEYS[kind] if config[k] is not None}
+            return bool(config["spiking"]), template, kind
     raise ValueError(
-        f"convert(): `swap_activations[{activation!r}]` must be 'spiking_relu', 'relu' or a "
-        f"configured SpikingReLU layer. Received: {neuron!r}"
+        f"convert(): `swap_activations[{activation!r}]` must be 'spiking_relu', 'relu', "
+        "'lif' (Nengo's LIF), 'spiking' (the spiking version of the activation itself) or "
+        "a configured SpikingReLU, LIF or SpikingActivation layer. Received: "
+        f"{neuron!r}"
     )
 
 
-# What a configured `LowpassSynapse` given as `synapse=` passes on (dt is convert's).
+def _check_spiking_version(activation, key):
+    """Checks that `SpikingActivation` can compute the activation `key` elementwise."""
+    try:
+        keras.activations.get(key)
+    except ValueError:
+        raise ValueError(
+            f"convert(): `swap_activations[{activation!r}] = 'spiking'` needs an elementwise "
+            f"Keras activation to make spike, and {key!r} is none (a layer with weights or "
+            "an axis, such as PReLU or Softmax). Swap it to 'lif', or keep it as a rate "
+            "layer (leave it out of swap_activations)."
+        ) from None
+
+
+# What a configured `LowpassSynapse` or `AlphaSynapse` given as `synapse=` passes on (dt
+# is convert's), and the synapse classes by the name the template records.
 SYNAPSE_TEMPLATE_KEYS = ("tau", "trainable_tau", "per_channel")
+SYNAPSE_CLASSES = {"lowpass": LowpassSynapse, "alpha": AlphaSynapse}
 
 
 def _synapse_template(value, owner):
-    """A `synapse` value as the LowpassSynapse arguments of each synapse built from it."""
+    """A `synapse` value as the arguments of each synapse built from it (with
+    `"filter"`: `"alpha"` for an `AlphaSynapse`)."""
     if isinstance(value, LowpassSynapse):
         config = value.cell.get_config()
-        return {key: config[key] for key in SYNAPSE_TEMPLATE_KEYS}
+        template = {key: config[key] for key in SYNAPSE_TEMPLATE_KEYS}
+        if isinstance(value, AlphaSynapse):
+            template["filter"] = "alpha"
+        return template
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return {"tau": check_number("synapse", value, owner=owner, positive=True)}
     raise TypeError(
         f"{owner}: `synapse` must be None, a time constant in seconds (> 0) or a configured "
-        "LowpassSynapse layer (e.g. LowpassSynapse(0.01, trainable_tau=True)); or a dict "
-        f"mapping layers to those. Received: synapse={value!r}"
+        "LowpassSynapse or AlphaSynapse layer (e.g. LowpassSynapse(0.01, "
+        "trainable_tau=True), AlphaSynapse(0.005)); or a dict mapping layers to those. "
+        f"Received: synapse={value!r}"
     )
+
+
+def _synapse_layer(template, **kwargs):
+    """The synapse a template describes."""
+    template = dict(template)
+    cls = SYNAPSE_CLASSES[template.pop("filter", "lowpass")]
+    return cls(**template, **kwargs)
 
 
 class ConversionContext(LayerCloner):
@@ -423,7 +489,7 @@ class ConversionContext(LayerCloner):
             or o.lookup(o.regularizer, source) is not None
         )
 
-    def neuron_block(self, source, key, x, threshold=None, max_value=None):
+    def neuron_block(self, source, key, x, threshold=None, max_value=None, kind="relu"):
         """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse].
 
         With a `threshold` (a `QuantizedReLU`'s: one, or a tuple per channel), `s` is
@@ -441,7 +507,9 @@ class ConversionContext(LayerCloner):
         spiking, template = False, {}
         if key in o.swap:
             o.used_swap_keys.add(key)
-            spiking, template = o.swap[key].spiking, o.swap[key].config
+            spiking, template, kind = o.swap[key].spiking, o.swap[key].config, o.swap[key].kind
+        if kind != "relu":
+            return self._other_neuron_block(source, key, x, spiking, template, kind)
         scale = o.lookup(o.scale, source)
         if threshold is not None and spiking:
             scale = _times(scale, 1.0 / (np.asarray(threshold) * o.dt))
@@ -487,8 +555,66 @@ class ConversionContext(LayerCloner):
                 name=self.unique_name(f"{source}_unscale"),
             )(x)
         if synapse is not None:
-            x = LowpassSynapse(
-                **synapse,
+            x = _synapse_layer(
+                synapse,
+                dt=o.dt,
+                dtype=NEURON_DTYPE,
+                source=source,
+                name=self.unique_name(f"{source}_synapse"),
+            )(x)
+        self.report.add_block(
+            source, spiking=spiking, scale=scale, synapse=synapse, neuron=neuron.name
+        )
+        return x
+
+    def _other_neuron_block(self, source, key, x, spiking, template, kind):
+        """`x` -> [RateScale(s)] -> LIF or SpikingActivation -> [RateScale(1/s)] ->
+        [synapse]: NengoDL's `scale_firing_rates` (the input times `s`, the output over
+        `s`), exact for a linear neuron only, so it warns for these."""
+        o = self.options
+        scale = o.lookup(o.scale, source)
+        synapse = o.lookup(o.synapse, source)
+        regularizer = o.lookup(o.regularizer, source)
+        if regularizer is not None:
+            regularizer = _time_averaged(regularizer)
+        cls = NEURON_CLASSES[kind]
+        if scale != 1.0:
+            warnings.warn(
+                f"convert(): `scale_firing_rates` of layer '{source}' multiplies the input "
+                f"of its {cls.__name__} neuron by {scale} and divides its output by it, as "
+                "NengoDL does: that keeps the rates of a linear neuron (ReLU) only; this "
+                "neuron is not linear, so its rates change. Leave its scale at 1, or "
+                "train with the neuron (swap_activations with spiking=False, then scale).",
+                stacklevel=4,
+            )
+            x = RateScale(
+                scale, dtype=NEURON_DTYPE, source=source, name=self.unique_name(f"{source}_scale")
+            )(x)
+        template = {"initial_voltage": o.lookup(o.initial_voltage, source), **template}
+        if kind == "activation":
+            template.setdefault("activation", key)
+        neuron = cls(
+            **template,
+            dt=o.dt,
+            spiking=spiking,
+            seed=int(self.rng.integers(0, 2**31 - 1)),
+            activity_regularizer=regularizer,
+            dtype=NEURON_DTYPE,
+            source=source,
+            name=self.unique_name(f"{source}_neuron"),
+        )
+        x = neuron(x)
+        if scale != 1.0:
+            x = RateScale(
+                scale,
+                inverse=True,
+                dtype=NEURON_DTYPE,
+                source=source,
+                name=self.unique_name(f"{source}_unscale"),
+            )(x)
+        if synapse is not None:
+            x = _synapse_layer(
+                synapse,
                 dt=o.dt,
                 dtype=NEURON_DTYPE,
                 source=source,

@@ -222,4 +222,6 @@ def _synapse_note(synapse):
         note = f"synapse tau={min(tau):g}-{max(tau):g} s (per channel)"
     else:
         note = f"synapse tau={tau:g} s" + (" per channel" if synapse.get("per_channel") else "")
+    if synapse.get("filter") == "alpha":
+        note = "alpha " + note
     return note + (", learnable" if synapse.get("trainable_tau") else "")

@@ -13,15 +13,23 @@ it is exact).
 import keras
 import numpy as np
 
-from keras_spiking_conv.conversion.activations import activation_clip, layer_activation_key
+from keras_spiking_conv.conversion.activations import (
+    activation_clip,
+    activation_key,
+    layer_activation_key,
+)
+from keras_spiking_conv.conversion.errors import ConversionError
 from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import (
+    LIF,
     AccumulatedMaxPooling,
+    AlphaSynapse,
     LowpassSynapse,
     PoissonEncoder,
     QuantizedReLU,
     RateScale,
     RegularEncoder,
+    SpikingActivation,
     SpikingReLU,
     TimeFold,
     TimeReadout,
@@ -29,6 +37,9 @@ from keras_spiking_conv.layers import (
 from keras_spiking_conv.layers.max_pool import MAX_POOLING
 
 L = keras.layers
+
+# The neuron layers `convert` builds.
+NEURONS = (SpikingReLU, LIF, SpikingActivation)
 
 # Layers applied to each timestep independently. Inference-time identities
 # (Dropout and friends) keep their training behaviour, per timestep.
@@ -109,6 +120,7 @@ def stateless_rule(layer, args, kwargs, context):
             context.record(layer, kind="neuron")
             return context.neuron_block(layer.name, key, args[0], threshold=threshold)
         max_value = activation_clip(layer)
+        _check_spiking_activation_layer(layer, key, context)
         if is_activation_layer and not layer.weights:
             context.record(layer, kind="neuron")
             return context.neuron_block(layer.name, key, args[0], max_value=max_value)
@@ -117,6 +129,28 @@ def stateless_rule(layer, args, kwargs, context):
         return context.neuron_block(layer.name, key, folded, max_value=max_value)
     context.record(layer, kind="rate", activation=key)
     return context.fold(context.clone(layer), layer, args, kwargs)
+
+
+# Activation layers whose argument the activation function of their key has at a default.
+_LAYER_DEFAULTS = {L.LeakyReLU: ("negative_slope", 0.2), L.ELU: ("alpha", 1.0)}
+
+
+def _check_spiking_activation_layer(layer, key, context):
+    """A `SpikingActivation` computes the Keras activation of `key` with its defaults:
+    an activation layer with another argument (`LeakyReLU(0.3)`) cannot become one."""
+    swap = context.options.swap.get(key)
+    if swap is None or swap.kind != "activation" or type(layer) not in _LAYER_DEFAULTS:
+        return
+    name, default = _LAYER_DEFAULTS[type(layer)]
+    value = float(getattr(layer, name))
+    if value != default:
+        raise ConversionError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) has {name}={value:g}, but the "
+            f"spiking version of '{key}' (SpikingActivation('{key}')) computes "
+            f"keras.activations.{key} with {name}={default:g}. Use "
+            f"{type(layer).__name__}({name}={default:g}) in the model, or swap it to 'lif' "
+            "or leave it as a rate layer."
+        )
 
 
 def register_stateless(*layer_classes, overwrite=False):
@@ -175,6 +209,19 @@ def neuron_rule(layer, args, kwargs, context):
     return context.neuron_block(source, "relu", args[0], max_value=max_value)
 
 
+@register_rule(LIF, SpikingActivation)
+def other_neuron_rule(layer, args, kwargs, context):
+    """Re-converting a `LIF` (its block's key is taken as "relu") or a
+    `SpikingActivation` (the key of its activation): rebuilt from the current
+    options; a key they do not swap keeps the neuron's type, as a rate neuron."""
+    source = source_of(layer)
+    context.record(layer, kind="neuron", source=source)
+    if isinstance(layer, LIF):
+        return context.neuron_block(source, "relu", args[0], kind="lif")
+    key = activation_key(layer.activation) or "linear"
+    return context.neuron_block(source, key, args[0], kind="activation")
+
+
 @register_rule(TimeReadout)
 def readout_rule(layer, args, kwargs, context):
     """Re-converting: the readout is rebuilt from the `readout` option."""
@@ -192,7 +239,7 @@ def encoder_rule(layer, args, kwargs, context):
     return context.keep(layer, args, kwargs)
 
 
-@register_rule(RateScale, LowpassSynapse)
+@register_rule(RateScale, LowpassSynapse, AlphaSynapse)
 def rebuilt_rule(layer, args, kwargs, context):
     """Re-converting: a neuron block's scales and synapses are rebuilt with its
     neuron; ones added by hand are kept, with their weights."""
@@ -224,7 +271,7 @@ def block_layers(model):
     `{source}_unscale` or `{source}_synapse` name (`_k` suffixes allowed) next to
     a neuron `{source}_neuron` says the same.
     """
-    neurons = {source_of(layer) for layer in model.layers if isinstance(layer, SpikingReLU)}
+    neurons = {source_of(layer) for layer in model.layers if isinstance(layer, NEURONS)}
     ids = set()
     for layer in model.layers:
         if isinstance(layer, (RateScale, LowpassSynapse)) and source_of(layer) in neurons:
@@ -237,7 +284,7 @@ def source_of(layer):
     read from its name for layers saved before sources were recorded; else None)."""
     if getattr(layer, "source", None) is not None:
         return layer.source
-    if isinstance(layer, SpikingReLU):
+    if isinstance(layer, NEURONS):
         suffix = "neuron"
     elif isinstance(layer, LowpassSynapse):
         suffix = "synapse"

@@ -67,7 +67,10 @@ class Activity:
     def add(self, activities):
         """Adds one batch: the neurons' outputs, `(batch, steps, *features)` each."""
         for k, (site, out) in enumerate(zip(self.sites, activities, strict=True)):
-            counts = np.asarray(out, dtype="float64") * (site.layer.dt / site.layer.amplitude)
+            # A negative spike (a signed neuron's) is a spike sent: counted as one.
+            counts = np.abs(np.asarray(out, dtype="float64")) * (
+                site.layer.dt / site.layer.amplitude
+            )
             if self.per_step:
                 summed = counts.sum(axis=0)
                 peak = np.cumsum(counts, axis=1).max(axis=0)

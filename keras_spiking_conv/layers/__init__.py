@@ -7,18 +7,32 @@ from keras_spiking_conv.layers.encoders import (
     RegularEncoder,
     RegularEncoderCell,
 )
-from keras_spiking_conv.layers.lowpass import LowpassSynapse, LowpassSynapseCell
+from keras_spiking_conv.layers.lif import LIF, LIFCell
+from keras_spiking_conv.layers.lowpass import (
+    AlphaSynapse,
+    AlphaSynapseCell,
+    LowpassSynapse,
+    LowpassSynapseCell,
+)
 from keras_spiking_conv.layers.max_pool import AccumulatedMaxPoolCell, AccumulatedMaxPooling
 from keras_spiking_conv.layers.operation import OperationLayer
 from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
 from keras_spiking_conv.layers.rate_scale import RateScale
 from keras_spiking_conv.layers.readout import TimeReadout
+from keras_spiking_conv.layers.spiking_activation import (
+    SpikingActivation,
+    SpikingActivationCell,
+)
 from keras_spiking_conv.layers.spiking_relu import SpikingReLU, SpikingReLUCell
 from keras_spiking_conv.layers.time_fold import TimeFold
 
 __all__ = [
     "AccumulatedMaxPoolCell",
     "AccumulatedMaxPooling",
+    "AlphaSynapse",
+    "AlphaSynapseCell",
+    "LIF",
+    "LIFCell",
     "LowpassSynapse",
     "LowpassSynapseCell",
     "OperationLayer",
@@ -28,6 +42,8 @@ __all__ = [
     "RegularEncoderCell",
     "QuantizedReLU",
     "RateScale",
+    "SpikingActivation",
+    "SpikingActivationCell",
     "SpikingReLU",
     "SpikingReLUCell",
     "TimeFold",

@@ -2,7 +2,10 @@
 sequence layers."""
 
 import keras
+import numpy as np
 from keras import ops
+
+from keras_spiking_conv._validation import check_initial_voltage, check_seed
 
 
 class Recorded:
@@ -138,6 +141,21 @@ class FeatureSequence(Recorded, keras.layers.RNN):
             )
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
+    def stateless_output(self, outputs, sequences, initial_state=None):
+        """What `call` returns for `outputs` computed on every step at once (a rate
+        neuron): the last step without `return_sequences`, and the state unchanged
+        with `return_state`."""
+        if not self.return_sequences:
+            outputs = outputs[:, -1]
+        if not self.return_state:
+            return outputs
+        if initial_state is None:
+            initial_state = (
+                self.states if self.stateful else self.get_initial_state(ops.shape(sequences)[0])
+            )
+        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        return outputs, state
+
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, length, features = sequences_shape[0], sequences_shape[1], sequences_shape[2:]
         output_shape = (batch, length, *features) if self.return_sequences else (batch, *features)
@@ -164,3 +182,69 @@ class FeatureSequence(Recorded, keras.layers.RNN):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class VoltageCell(FeatureCell):
+    """A `FeatureCell` whose state starts with a voltage per neuron: `"random"`
+    (uniform in `[0, 1)` from `seed`, as Nengo draws it) or a constant, followed by
+    `n_components - 1` components that start at zero (stacked on axis 1).
+
+    Args:
+        initial_voltage: `"random"`, a constant in `[0, 1)`, or None (`"random"`).
+        seed: Seed of the random voltage; None draws one, kept in the config.
+        **kwargs: Base layer keyword arguments.
+    """
+
+    n_components = 1
+
+    def __init__(self, initial_voltage=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"{type(self).__name__} '{self.name}'"
+        self.initial_voltage_arg = (
+            None if initial_voltage is None else check_initial_voltage(initial_voltage, owner=owner)
+        )
+        self.initial_voltage = (
+            "random" if self.initial_voltage_arg is None else self.initial_voltage_arg
+        )
+        self.seed = check_seed("seed", seed, owner=owner)
+        if self.initial_voltage == "random" and self.seed is None:
+            self.seed = int(np.random.randint(0, 2**31 - 1))
+
+    @property
+    def state_shape(self):
+        if self.feature_shape is None or self.n_components == 1:
+            return self.feature_shape
+        return (self.n_components, *self.feature_shape)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.initial_voltage == "random":
+            values = np.random.default_rng(self.seed).uniform(0.0, 1.0, self.feature_shape)
+            self.voltage0 = self.add_weight(
+                shape=self.feature_shape,
+                initializer=keras.initializers.Constant(values.astype("float32")),
+                trainable=False,
+                name="initial_voltage",
+            )
+
+    def initial_state_value(self, batch_size):
+        shape = (batch_size, *self.feature_shape)
+        if self.initial_voltage == "random":
+            # Added to zeros, not broadcast: a tensor with its own memory (see
+            # `SpikingReLUCell.initial_state_value`).
+            voltage = ops.zeros(shape, dtype=self.compute_dtype) + ops.cast(
+                self.voltage0, self.compute_dtype
+            )
+        else:
+            voltage = ops.full(shape, self.initial_voltage, dtype=self.compute_dtype)
+        if self.n_components == 1:
+            return voltage
+        zeros = ops.zeros(shape, dtype=self.compute_dtype)
+        return ops.stack([voltage] + [zeros] * (self.n_components - 1), axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "initial_voltage": self.initial_voltage_arg,
+            "seed": self.seed,
+        }

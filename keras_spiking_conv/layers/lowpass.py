@@ -66,10 +66,13 @@ class LowpassSynapseCell(FeatureCell):
             name="tau",
         )
 
+    def positive_tau(self):
+        """`tau`, clamped to at least `MIN_TAU`."""
+        return ops.maximum(ops.cast(self.tau_weight, self.compute_dtype), MIN_TAU)
+
     def decay(self):
         """The per-step decay `exp(-dt / tau)`, with `tau` kept positive."""
-        tau = ops.maximum(ops.cast(self.tau_weight, self.compute_dtype), MIN_TAU)
-        return neurons.lowpass_coefficient(tau, self.dt)
+        return neurons.lowpass_coefficient(self.positive_tau(), self.dt)
 
     def call(self, inputs, states):
         output = neurons.lowpass_step(inputs, states[0], self.decay())
@@ -120,6 +123,8 @@ class LowpassSynapse(FeatureSequence):
 
     role = "synapse"
     state_kind = "filter"
+    cell_class = LowpassSynapseCell
+    default_name = "lowpass_synapse"
 
     def __init__(
         self,
@@ -133,12 +138,12 @@ class LowpassSynapse(FeatureSequence):
         unroll=False,
         **kwargs,
     ):
-        cell = LowpassSynapseCell(
+        cell = self.cell_class(
             tau=tau,
             dt=dt,
             trainable_tau=trainable_tau,
             per_channel=per_channel,
-            name=f"{kwargs.get('name', 'lowpass_synapse')}_cell",
+            name=f"{kwargs.get('name', self.default_name)}_cell",
             dtype=kwargs.get("dtype"),
         )
         super().__init__(
@@ -163,3 +168,67 @@ class LowpassSynapse(FeatureSequence):
                 for key in ("tau", "dt", "trainable_tau", "per_channel")
             },
         }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AlphaSynapseCell(LowpassSynapseCell):
+    """Cell of the alpha filter `1 / (tau s + 1)^2` with zero-order hold (Nengo's
+    `Alpha(tau)`, as `nengo.Alpha(tau).filt` computes it).
+
+    Its impulse response is `(t / tau^2) exp(-t / tau)`: a spike's effect rises,
+    peaks after `tau` and decays, where a low-pass jumps and decays. Two low-passes
+    in series, discretized exactly for an input held over each step
+    (`neurons.alpha_step`); the DC gain is 1. Its state stacks the two on axis 1.
+    The arguments are `LowpassSynapseCell`'s (`tau`, `dt`, `trainable_tau`,
+    `per_channel`).
+
+    Call arguments:
+        inputs: One timestep, shape `(batch, *features)`.
+        states: List with the state, shape `(batch, 2, *features)`.
+    """
+
+    @property
+    def state_shape(self):
+        return None if self.feature_shape is None else (2, *self.feature_shape)
+
+    def initial_state_value(self, batch_size):
+        return ops.zeros((batch_size, *self.state_shape), dtype=self.compute_dtype)
+
+    def call(self, inputs, states):
+        tau = self.positive_tau()
+        first, second = ops.unstack(states[0], axis=1)
+        output, state = neurons.alpha_step(
+            inputs, (first, second), neurons.lowpass_coefficient(tau, self.dt), self.dt / tau
+        )
+        return output, [ops.stack(state, axis=1)]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AlphaSynapse(LowpassSynapse):
+    """Alpha synapse over `(batch, time, *features)`: Nengo's `Alpha(tau)`.
+
+    The sequence form of `AlphaSynapseCell`, usable wherever a `LowpassSynapse` is
+    (`convert(synapse=AlphaSynapse(0.005))`, by hand after a neuron), with the
+    same arguments.
+
+    Args:
+        tau: Time constant in seconds, `> 0`: one value, or one per channel.
+            Defaults to `0.005`.
+        dt: Simulation timestep in seconds. Defaults to `0.001`.
+        trainable_tau: Whether `tau` is a trainable weight (kept positive).
+            Defaults to `False`.
+        per_channel: Learn one `tau` per channel even when `tau` is one value.
+            Defaults to `False`.
+        **kwargs: `keras.layers.RNN` and base layer keyword arguments, as
+            `LowpassSynapse` takes them.
+
+    Input shape:
+        `(batch, time, *features)`.
+
+    Output shape:
+        `(batch, time, *features)`, or `(batch, *features)` if
+        `return_sequences=False`.
+    """
+
+    cell_class = AlphaSynapseCell
+    default_name = "alpha_synapse"
