@@ -233,13 +233,14 @@ def test_zero_steps_in_rate_mode_give_empty_outputs():
 
 def test_zero_steps_in_rate_mode_with_a_convolution_depend_on_the_backend():
     # docs/reliability.md: nothing checks a zero-length time axis in rate mode. JAX and
-    # PyTorch return (batch, 0, ...); TensorFlow's convolutions on an empty batch do not
-    # keep their shapes (an eager call returns the input's spatial shape here). This pins
-    # that TensorFlow behaviour, so we notice if it changes.
+    # PyTorch return (batch, 0, ...); TensorFlow's convolution on an empty batch returns the
+    # input's spatial shape on some CPUs (measured on one with AVX-512) and the right one on
+    # others (one with AVX2 only). Either way the output is empty, with the batch and time
+    # axes and the channels it should have.
     model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(2, 3, strides=2)])
     out = ksc.convert(model)(np.ones((2, 0, 6, 6, 1), "float32"))
     if keras.backend.backend() == "tensorflow":
-        assert tuple(out.shape) == (2, 0, 6, 6, 2)
+        assert tuple(out.shape) in {(2, 0, 6, 6, 2), (2, 0, 2, 2, 2)}
     else:
         assert tuple(out.shape) == (2, 0, 2, 2, 2)
 
