@@ -545,6 +545,11 @@ class ConversionContext(LayerCloner):
             source=source,
             name=self.unique_name(f"{source}_neuron"),
         )
+        return self._after_neuron(source, neuron, x, scale, synapse, spiking)
+
+    def _after_neuron(self, source, neuron, x, scale, synapse, spiking):
+        """The end of every neuron block: `neuron(x)` -> [RateScale(1/s)] -> [synapse],
+        recorded in the report."""
         x = neuron(x)
         if scale != 1.0:
             x = RateScale(
@@ -557,7 +562,7 @@ class ConversionContext(LayerCloner):
         if synapse is not None:
             x = _synapse_layer(
                 synapse,
-                dt=o.dt,
+                dt=self.options.dt,
                 dtype=NEURON_DTYPE,
                 source=source,
                 name=self.unique_name(f"{source}_synapse"),
@@ -603,27 +608,7 @@ class ConversionContext(LayerCloner):
             source=source,
             name=self.unique_name(f"{source}_neuron"),
         )
-        x = neuron(x)
-        if scale != 1.0:
-            x = RateScale(
-                scale,
-                inverse=True,
-                dtype=NEURON_DTYPE,
-                source=source,
-                name=self.unique_name(f"{source}_unscale"),
-            )(x)
-        if synapse is not None:
-            x = _synapse_layer(
-                synapse,
-                dt=o.dt,
-                dtype=NEURON_DTYPE,
-                source=source,
-                name=self.unique_name(f"{source}_synapse"),
-            )(x)
-        self.report.add_block(
-            source, spiking=spiking, scale=scale, synapse=synapse, neuron=neuron.name
-        )
-        return x
+        return self._after_neuron(source, neuron, x, scale, synapse, spiking)
 
     def record(self, layer, **info):
         """Adds a row for `layer` to the conversion report.
