@@ -32,7 +32,10 @@ def main(argv=None):
     demo.add_argument("--test-images", type=int, default=400, help="default: 400")
     demo.add_argument("--epochs", type=int, default=2, help="base training epochs (default: 2)")
     demo.add_argument(
-        "--regularized-epochs", type=int, default=10, help="regularized training (default: 10)"
+        "--regularized-epochs",
+        type=int,
+        default=10,
+        help="regularized training, of the ReLU and of the LIF network (default: 10)",
     )
     demo.add_argument(
         "--quantized-epochs",

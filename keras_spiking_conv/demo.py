@@ -13,7 +13,7 @@ from keras_spiking_conv.callbacks import firing_rates
 from keras_spiking_conv.conversion import convert, tile_time
 from keras_spiking_conv.datasets import load_mnist, prepare_images
 from keras_spiking_conv.latency import calibrate, quantize_activations
-from keras_spiking_conv.layers import QuantizedReLU
+from keras_spiking_conv.layers import LIF, QuantizedReLU
 from keras_spiking_conv.regularizers import TargetRate
 
 # (label, tutorial %, NengoDL 3.6 on the bundled 10k MNIST %), as in the issue.
@@ -31,10 +31,11 @@ REFERENCE = {
     "regularized, spiking, synapse 0.01": (98.25, 87.50),
 }
 
-# The tutorial's rows: (label, spiking, n_steps, synapse, scale, network); the last
-# three are the low-latency rows (docs/latency.md): scales calibrated from 2,000 training
-# images, and the quantization-aware fine-tuned network, both read out as the mean over
-# time (the tutorial's rows read the last step).
+# The tutorial's rows: (label, spiking, n_steps, synapse, scale, network); then the
+# tutorial's regularized workflow with Nengo's LIF neurons (trained as `SoftLIFRate`,
+# `LIF_RATE`); the last three are the low-latency rows (docs/latency.md): scales
+# calibrated from 2,000 training images, and the quantization-aware fine-tuned network,
+# both read out as the mean over time (the other rows read the last step).
 ROWS = (
     ("rate", False, 10, None, 1.0, "base"),
     ("spiking", True, 30, None, 1.0, "base"),
@@ -47,6 +48,9 @@ ROWS = (
     ("scale 1000", True, 10, None, 1000.0, "base"),
     ("regularized, rate", False, 10, None, 1.0, "regularized"),
     ("regularized, spiking, synapse 0.01", True, 30, 0.01, 1.0, "regularized"),
+    ("LIF, regularized, rate", False, 10, None, 1.0, "lif"),
+    ("LIF, regularized, spiking", True, 30, None, 1.0, "lif"),
+    ("LIF, regularized, spiking, synapse 0.01", True, 30, 0.01, 1.0, "lif"),
     ("calibrated, 4 steps, mean", True, 4, None, "calibrated", "base"),
     ("calibrated, 8 steps, mean", True, 8, None, "calibrated", "base"),
     ("quantization-aware L=8, 4 steps, mean", True, 4, None, 1.0, "quantized"),
@@ -54,6 +58,10 @@ ROWS = (
 
 # Images `calibrate` and `quantize_activations` see (from the training set).
 CALIBRATION_IMAGES = 2000
+
+# The neuron the LIF rows train with: Nengo's LIF as a rate (LIFRate) with NengoDL's
+# SoftLIFRate smoothing, which gives it a gradient below the threshold.
+LIF_RATE = LIF(spiking=False, smoothing=0.01)
 
 
 def relu_function():
@@ -92,16 +100,27 @@ def train_base(model, x, y, epochs=2, batch_size=200, verbose=1):
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=verbose)
 
 
-def train_regularized(model, x, y, target=250.0, weight=1e-3, epochs=10, batch_size=200, verbose=1):
+def train_regularized(
+    model,
+    x,
+    y,
+    target=250.0,
+    weight=1e-3,
+    epochs=10,
+    batch_size=200,
+    verbose=1,
+    neuron="relu",
+):
     """Trains with firing rates pulled to `target` Hz: returns the converted rate model.
 
     The converted rate network (one timestep) is trained with RMSprop(0.001)
     and `TargetRate(target, weight)` on every neuron, starting from `model`'s
-    weights; convert the result again to make it spiking.
+    weights; convert the result again to make it spiking. `neuron` is the rate
+    neuron its ReLUs become: "relu", or a rate `LIF` such as `LIF_RATE`.
     """
     rate = convert(
         model,
-        swap_activations={relu_function(): "relu"},
+        swap_activations={relu_function(): neuron},
         activity_regularizer=TargetRate(target, weight),
     )
     rate.compile(
@@ -143,7 +162,8 @@ def run_network(
     """Converts `model`, simulates `n_steps` and scores the output.
 
     The last timestep is scored, or with `readout` ("mean"/"last") the
-    converted model's readout. Firing rates are measured on the first
+    converted model's readout. `swap` replaces the default `swap_activations`
+    (its ReLUs to spiking or rate ReLUs). Firing rates are measured on the first
     `rate_images` inputs.
 
     Returns:
@@ -151,9 +171,11 @@ def run_network(
         (`(n, n_steps, 10)`, or `(n, 10)` with a readout) and `rates` (per
         neuron layer statistics, Hz).
     """
+    if swap is None:
+        swap = {relu_function(): "spiking_relu" if spiking else "relu"}
     snn = convert(
         model,
-        swap_activations=swap or {relu_function(): "spiking_relu" if spiking else "relu"},
+        swap_activations=swap,
         synapse=synapse,
         scale_firing_rates=scale,
         seed=seed,
@@ -193,6 +215,17 @@ def run_workflow(
         networks["regularized"] = train_regularized(
             networks["base"], x_train, y_train, epochs=regularized_epochs, verbose=verbose
         )
+    if any(row[5] == "lif" for row in rows):
+        if verbose:
+            print(f"Training LIF neurons (SoftLIFRate) at 250 Hz, {regularized_epochs} epochs")
+        networks["lif"] = train_regularized(
+            networks["base"],
+            x_train,
+            y_train,
+            epochs=regularized_epochs,
+            verbose=verbose,
+            neuron=LIF_RATE,
+        )
     if any(row[5] == "quantized" for row in rows):
         if verbose:
             print(f"Quantization-aware fine-tuning (L=8), {quantized_epochs} epochs")
@@ -216,7 +249,7 @@ def run_workflow(
             scale=calibrated if scale == "calibrated" else scale,
             seed=seed,
             readout="mean" if low_latency else None,
-            swap={QuantizedReLU: "spiking_relu"} if network == "quantized" else None,
+            swap=_swap(network, spiking),
         )
         tutorial, nengo = REFERENCE.get(label, (None, None))
         results.append(
@@ -234,9 +267,21 @@ def run_workflow(
     return results
 
 
+def _swap(network, spiking):
+    """The `swap_activations` of a row's conversion (None: the ReLUs')."""
+    if network == "quantized":
+        return {QuantizedReLU: "spiking_relu"}
+    if network == "lif":  # no key: the trained rate LIFs stay as they are
+        return {"lif": "lif"} if spiking else {}
+    return None
+
+
 def rate_row(label):
     """The rate row a configuration is compared with: its own network's."""
-    return "regularized, rate" if label.startswith("regularized") else "rate"
+    for prefix in ("LIF, regularized", "regularized"):
+        if label.startswith(prefix):
+            return f"{prefix}, rate"
+    return "rate"
 
 
 def summarize(runs):

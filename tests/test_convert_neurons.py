@@ -1,6 +1,8 @@
 """`convert` with LIF neurons, spiking versions of activations and alpha synapses: the
 rules, the report, and every execution path of the one plan and engine."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -122,6 +124,35 @@ def test_lif_string_swap_report_and_reconversion():
     assert all(n.spiking for n in back.layers if isinstance(n, ksc.LIF))
 
 
+def test_reconversion_keeps_each_neurons_own_parameters():
+    # Trained as rate LIF neurons in place of sigmoids (SoftLIFRate), then made spiking
+    # by the key "lif" (or the class): tau_rc, amplitude and smoothing stay.
+    rate_lif = ksc.LIF(tau_rc=0.03, amplitude=0.01, smoothing=0.02, spiking=False)
+    trained = ksc.convert(conv_net("sigmoid"), swap_activations={"sigmoid": rate_lif})
+    for key in ("lif", ksc.LIF):
+        spiking = ksc.convert(trained, swap_activations={key: "lif"}, synapse=0.01)
+        lifs = [layer for layer in spiking.layers if isinstance(layer, ksc.LIF)]
+        assert len(lifs) == 2
+        assert all(n.spiking and n.tau_rc == 0.03 and n.amplitude == 0.01 for n in lifs)
+        assert all(n.cell.smoothing == 0.02 for n in lifs)
+    # A configured swap value is the whole neuron: its parameters, defaults included.
+    again = ksc.convert(trained, swap_activations={"lif": ksc.LIF(tau_ref=0.001)})
+    lifs = [layer for layer in again.layers if isinstance(layer, ksc.LIF)]
+    assert all(n.tau_ref == 0.001 and n.tau_rc == 0.02 and n.amplitude == 1.0 for n in lifs)
+    # Rate re-conversion without a swap: the same rates, from the same parameters.
+    x = _x(steps=3)
+    rate = ksc.convert(trained)
+    np.testing.assert_allclose(
+        rate.predict(x, verbose=0), trained.predict(x, verbose=0), rtol=1e-6, atol=1e-6
+    )
+    # A SpikingActivation keeps its mode and amplitude.
+    poisson = ksc.SpikingActivation("tanh", mode="poisson", amplitude=0.5, spiking=False)
+    tanh = ksc.convert(conv_net("tanh"), swap_activations={"tanh": poisson})
+    spiking = ksc.convert(tanh, swap_activations={"tanh": "spiking"})
+    neurons = [layer for layer in spiking.layers if isinstance(layer, ksc.SpikingActivation)]
+    assert all(n.spiking and n.mode == "poisson" and n.amplitude == 0.5 for n in neurons)
+
+
 @pytest.mark.parametrize(
     "activation, neuron_type",
     [
@@ -167,3 +198,38 @@ def test_swap_errors_name_the_layer_and_the_fix():
         ksc.convert(model, swap_activations={L.PReLU: "spiking"})
     with pytest.raises(ValueError, match="'lif' \\(Nengo's LIF\\)"):
         ksc.convert(model, swap_activations={"relu": "izhikevich"})
+
+
+def test_calibrate_scales_the_relus_and_explains_the_other_neurons():
+    x = _x(n=8, steps=1)[:, 0]
+    with pytest.raises(ValueError, match="LIF and SpikingActivation neurons"):
+        ksc.calibrate(conv_net("tanh"), x)
+    # A ReLU and a tanh layer: the ReLU is calibrated; the tanh, made spiking, keeps
+    # scale 1 (no nonlinear-scale warning) and the network still runs.
+    inp = keras.Input((8, 8, 1), name="image")
+    h = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
+    h = L.Dense(8, activation="tanh", name="hidden")(L.Flatten(name="flat")(h))
+    model = keras.Model(inp, L.Dense(3, name="out")(h))
+    # dt = 0.5: a tanh (rates up to 1 per unit time) fires up to one spike in 2 steps.
+    scales = ksc.calibrate(model, x, per_channel=False, dt=0.5)
+    assert set(scales) == {"conv"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        snn = ksc.convert(
+            model,
+            swap_activations={"relu": "spiking_relu", "tanh": "spiking"},
+            scale_firing_rates=scales,
+            readout="mean",
+            dt=0.5,
+        )
+    report = ksc.Converter(
+        model, swap_activations={"relu": "spiking_relu", "tanh": "spiking"}
+    ).report
+    assert sorted(report.spiking_layers) == ["conv", "hidden"]
+    assert [type(n).__name__ for n in snn.layers if getattr(n, "role", None) == "neuron"] == [
+        "SpikingReLU",
+        "SpikingActivation",
+    ]
+    rate = model.predict(x, verbose=0)
+    out = snn.predict(np.repeat(x[:, None], 200, axis=1), verbose=0)
+    assert np.count_nonzero(out) and np.abs(out - rate).max() < 0.1 * np.abs(rate).max()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+import keras_spiking_conv as ksc
 from keras_spiking_conv import LIF, LIFCell, neurons
 from tests.helpers import gradient, run_layer_test
 
@@ -153,3 +154,23 @@ def test_bad_arguments_are_named_with_a_fix(kwargs, words):
         LIF(name="bad", **kwargs)
     for word in words:
         assert word in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ksc.LIF(return_state=True),
+        lambda: ksc.LIF(return_state=True, spiking=False),
+        lambda: ksc.AlphaSynapse(0.01, return_state=True),
+        lambda: ksc.SpikingReLU(return_state=True, negative_spikes=True),
+        lambda: ksc.SpikingReLU(return_state=True),
+    ],
+    ids=["lif", "lif_rate", "alpha", "signed_relu", "relu"],
+)
+def test_symbolic_state_shape_is_the_eager_one(make):
+    # A state with several components (voltage and refractory time, the alpha filter's
+    # two stages) is stacked on axis 1, symbolically as when run.
+    layer = make()
+    _, symbolic = layer(keras.Input((5, 3, 4)))
+    _, eager = layer(np.ones((2, 5, 3, 4), "float32"))
+    assert tuple(symbolic.shape)[1:] == tuple(eager.shape)[1:] == layer.cell.state_shape

@@ -192,6 +192,30 @@ def test_regularized_training_moves_rates_and_converts(mnist, trained):
     assert spiking["accuracy"] > base["accuracy"] + 5
 
 
+def test_lif_workflow_trains_soft_lif_rates_and_converts_to_spiking_lif(mnist, trained):
+    # The tutorial's regularized workflow with Nengo's LIF: trained as SoftLIFRate with
+    # rates pulled to 250 Hz, then the same trained neurons made spiking.
+    x_train, y_train, x_test, y_test = mnist
+    lif = demo.train_regularized(
+        trained, x_train, y_train, epochs=2, verbose=0, neuron=demo.LIF_RATE
+    )
+    neurons = [layer for layer in lif.layers if isinstance(layer, ksc.LIF)]
+    assert len(neurons) == 2 and all(not n.spiking and n.cell.smoothing == 0.01 for n in neurons)
+    rate = demo.run_network(lif, x_test, y_test, spiking=False, n_steps=1, swap={})
+    assert rate["accuracy"] > 80
+    spiking = demo.run_network(
+        lif, x_test, y_test, spiking=True, n_steps=30, synapse=0.01, swap={"lif": "lif"}
+    )
+    assert [
+        type(n).__name__ for n in spiking["model"].layers if getattr(n, "role", "") == "neuron"
+    ] == [
+        "LIF",
+        "LIF",
+    ]
+    assert all(n.spiking for n in spiking["model"].layers if isinstance(n, ksc.LIF))
+    assert spiking["accuracy"] >= rate["accuracy"] - 3
+
+
 def test_plot_is_a_png(tmp_path):
     rng = np.random.default_rng(0)
     path = plot_activity(

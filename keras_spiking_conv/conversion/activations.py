@@ -10,7 +10,7 @@ import re
 
 import keras
 
-from keras_spiking_conv.layers import QuantizedReLU
+from keras_spiking_conv.layers import LIF, QuantizedReLU
 
 # Activation layer classes and the canonical key of their activation.
 _LAYER_KEYS = {
@@ -21,8 +21,10 @@ _LAYER_KEYS = {
     QuantizedReLU: "quantized_relu",
 }
 
-# Keys of activations that only exist as layers (no `keras.activations` function).
-_LAYER_ONLY_KEYS = frozenset({"quantized_relu"})
+# Keys of activations that only exist as layers (no `keras.activations` function);
+# "lif" is the key of the package's `LIF` neurons when a converted model is converted
+# again (`swap_activations={"lif": "lif"}` or `{ksc.LIF: "lif"}`).
+_LAYER_ONLY_KEYS = frozenset({"quantized_relu", "lif"})
 
 # Activations the converter treats as neurons by default.
 NEURON_KEYS = frozenset({"relu"})
@@ -89,6 +91,8 @@ def activation_key(activation):
             return "relu"
         if activation is keras.layers.Activation:
             return None
+        if activation is LIF:
+            return "lif"
         return _LAYER_KEYS.get(activation)
     if isinstance(activation, keras.layers.ReLU):
         return relu_layer_key(activation)

@@ -310,6 +310,20 @@ def _neuron_template(activation, key, neuron):
                 return True, {}, "relu"
             _check_spiking_version(activation, key)
             return True, {"activation": key}, "activation"
+    configured = neuron_template(neuron)
+    if configured is not None:
+        return configured
+    raise ValueError(
+        f"convert(): `swap_activations[{activation!r}]` must be 'spiking_relu', 'relu', "
+        "'lif' (Nengo's LIF), 'spiking' (the spiking version of the activation itself) or "
+        "a configured SpikingReLU, LIF or SpikingActivation layer. Received: "
+        f"{neuron!r}"
+    )
+
+
+def neuron_template(neuron):
+    """The (spiking, config, kind) of a configured neuron layer or cell (the
+    arguments it passes on: `TEMPLATE_KEYS`), or None for anything else."""
     for kind, cls in NEURON_CLASSES.items():
         cell_cls = {"relu": SpikingReLUCell, "lif": LIFCell, "activation": SpikingActivationCell}
         if isinstance(neuron, (cls, cell_cls[kind])):
@@ -317,12 +331,7 @@ def _neuron_template(activation, key, neuron):
             # An unset value (None) takes the converter's (e.g. a signed input).
             template = {k: config[k] for k in TEMPLATE_KEYS[kind] if config[k] is not None}
             return bool(config["spiking"]), template, kind
-    raise ValueError(
-        f"convert(): `swap_activations[{activation!r}]` must be 'spiking_relu', 'relu', "
-        "'lif' (Nengo's LIF), 'spiking' (the spiking version of the activation itself) or "
-        "a configured SpikingReLU, LIF or SpikingActivation layer. Received: "
-        f"{neuron!r}"
-    )
+    return None
 
 
 def _check_spiking_version(activation, key):
@@ -489,12 +498,16 @@ class ConversionContext(LayerCloner):
             or o.lookup(o.regularizer, source) is not None
         )
 
-    def neuron_block(self, source, key, x, threshold=None, max_value=None, kind="relu"):
+    def neuron_block(self, source, key, x, threshold=None, max_value=None, kind="relu", own=None):
         """`x` -> [RateScale(s)] -> neuron -> [RateScale(1/s)] -> [LowpassSynapse].
 
         With a `threshold` (a `QuantizedReLU`'s: one, or a tuple per channel), `s` is
         also multiplied by
         `1 / (threshold * dt)`: an input at the threshold fires one spike per step.
+        `own` (a re-converted `LIF` or `SpikingActivation`) sets the kind and keeps
+        its parameters (`neuron_template`), unless `swap_activations` makes it another
+        kind of neuron; a configured swap value is the whole neuron (its own parameters,
+        defaults included).
         With a `max_value` (a clipped ReLU's, in the original units: one, or one per
         channel), the neuron's mean output is clipped at it (`SpikingReLU(clip=...)`),
         spiking or rate. A threshold is also the clip (as the `QuantizedReLU` clips),
@@ -504,10 +517,15 @@ class ConversionContext(LayerCloner):
         tutorial net (docs/latency.md).
         """
         o = self.options
-        spiking, template = False, {}
+        own_template = {}
+        if own is not None:  # a re-converted LIF or SpikingActivation
+            _, own_template, kind = neuron_template(own)
+        spiking, template, own_kind = False, {}, kind
         if key in o.swap:
             o.used_swap_keys.add(key)
             spiking, template, kind = o.swap[key].spiking, o.swap[key].config, o.swap[key].kind
+        if kind == own_kind:  # a re-converted neuron keeps its own parameters
+            template = {**own_template, **template}
         if kind != "relu":
             return self._other_neuron_block(source, key, x, spiking, template, kind)
         scale = o.lookup(o.scale, source)

@@ -211,15 +211,18 @@ def neuron_rule(layer, args, kwargs, context):
 
 @register_rule(LIF, SpikingActivation)
 def other_neuron_rule(layer, args, kwargs, context):
-    """Re-converting a `LIF` (its block's key is taken as "relu") or a
+    """Re-converting a `LIF` (its block's key is "lif" when `swap_activations` has
+    that key, else "relu", the activation it usually replaced) or a
     `SpikingActivation` (the key of its activation): rebuilt from the current
-    options; a key they do not swap keeps the neuron's type, as a rate neuron."""
+    options, keeping its own parameters (tau_rc, amplitude, mode, ...); a key they do
+    not swap keeps the neuron's type, as a rate neuron."""
     source = source_of(layer)
     context.record(layer, kind="neuron", source=source)
     if isinstance(layer, LIF):
-        return context.neuron_block(source, "relu", args[0], kind="lif")
-    key = activation_key(layer.activation) or "linear"
-    return context.neuron_block(source, key, args[0], kind="activation")
+        key = "lif" if "lif" in context.options.swap else "relu"
+    else:
+        key = activation_key(layer.activation) or "linear"
+    return context.neuron_block(source, key, args[0], own=layer)
 
 
 @register_rule(TimeReadout)

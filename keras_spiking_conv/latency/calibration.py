@@ -88,7 +88,11 @@ def neuron_sites(plan, owner):
         raise ValueError(
             f"{owner}: model '{plan.model.name}' has no ReLU activation (in a layer's "
             "`activation`, an `Activation('relu')` or a `ReLU()` layer), so there is "
-            "nothing to calibrate: only ReLUs become spiking neurons."
+            "nothing to calibrate: its scales are for ReLU neurons (SpikingReLU), whose "
+            "rates scale linearly. LIF and SpikingActivation neurons (swap_activations "
+            "'lif' or 'spiking') are not linear, so a scale would change what they "
+            "compute: convert them with scale_firing_rates=1 and set their rates by "
+            "training (TargetRate) or by their `amplitude`."
         )
     return sites
 

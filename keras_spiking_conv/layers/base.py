@@ -160,7 +160,9 @@ class FeatureSequence(Recorded, keras.layers.RNN):
         batch, length, features = sequences_shape[0], sequences_shape[1], sequences_shape[2:]
         output_shape = (batch, length, *features) if self.return_sequences else (batch, *features)
         if self.return_state:
-            return output_shape, (batch, *features)
+            if not self.cell.built:
+                self.cell.build((batch, *features))
+            return output_shape, (batch, *self.cell.state_shape)
         return output_shape
 
     def reset_state(self):
@@ -182,6 +184,37 @@ class FeatureSequence(Recorded, keras.layers.RNN):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class NeuronSequence(FeatureSequence):
+    """A neuron as a sequence layer: its cell's recurrence over time when spiking; its
+    rates (`cell.rates`) on every step at once, with no state, when not.
+
+    `cell_args` names the arguments the layer and its cell share (its config).
+    """
+
+    role = "neuron"
+    state_kind = "voltage"
+    cell_args = ()
+
+    @property
+    def has_state(self):
+        """A spiking neuron carries its voltage (and the rest of its state); a rate
+        neuron none."""
+        return self.spiking
+
+    spiking = property(lambda self: self.cell.spiking)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if self.spiking:
+            return super().call(
+                sequences, initial_state=initial_state, mask=mask, training=training
+            )
+        return self.stateless_output(self.cell.rates(sequences), sequences, initial_state)
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        return {**super().get_config(), **{key: cell_config[key] for key in self.cell_args}}
 
 
 class VoltageCell(FeatureCell):

@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_spiking_conv import neurons
 from keras_spiking_conv._validation import check_bool, check_number
-from keras_spiking_conv.layers.base import FeatureSequence, VoltageCell
+from keras_spiking_conv.layers.base import NeuronSequence, VoltageCell
 
 PACKAGE = "keras_spiking_conv"
 
@@ -172,7 +172,7 @@ class LIFCell(VoltageCell):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class LIF(FeatureSequence):
+class LIF(NeuronSequence):
     """Nengo's leaky integrate-and-fire neuron over `(batch, time, *features)`.
 
     The sequence form of `LIFCell` (see it for the equations and the arguments):
@@ -217,8 +217,7 @@ class LIF(FeatureSequence):
     63
     """
 
-    role = "neuron"
-    state_kind = "voltage"
+    cell_args = LIF_ARGS
 
     def __init__(
         self,
@@ -261,11 +260,6 @@ class LIF(FeatureSequence):
             **kwargs,
         )
 
-    @property
-    def has_state(self):
-        """A spiking neuron carries its voltage and refractory time; a rate neuron none."""
-        return self.spiking
-
     tau_rc = property(lambda self: self.cell.tau_rc)
     tau_ref = property(lambda self: self.cell.tau_ref)
     amplitude = property(lambda self: self.cell.amplitude)
@@ -275,15 +269,3 @@ class LIF(FeatureSequence):
     initial_voltage = property(lambda self: self.cell.initial_voltage)
     seed = property(lambda self: self.cell.seed)
     spiking_aware_training = property(lambda self: self.cell.spiking_aware_training)
-    spiking = property(lambda self: self.cell.spiking)
-
-    def call(self, sequences, initial_state=None, mask=None, training=False):
-        if self.spiking:
-            return super().call(
-                sequences, initial_state=initial_state, mask=mask, training=training
-            )
-        return self.stateless_output(self.cell.rates(sequences), sequences, initial_state)
-
-    def get_config(self):
-        cell_config = self.cell.get_config()
-        return {**super().get_config(), **{key: cell_config[key] for key in LIF_ARGS}}

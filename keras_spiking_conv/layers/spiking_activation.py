@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_spiking_conv import neurons
 from keras_spiking_conv._validation import check_bool, check_number
-from keras_spiking_conv.layers.base import FeatureSequence, VoltageCell
+from keras_spiking_conv.layers.base import NeuronSequence, VoltageCell
 from keras_spiking_conv.layers.encoders import hash_uniform
 
 PACKAGE = "keras_spiking_conv"
@@ -185,7 +185,7 @@ class SpikingActivationCell(VoltageCell):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SpikingActivation(FeatureSequence):
+class SpikingActivation(NeuronSequence):
     """The spiking version of any activation over `(batch, time, *features)`.
 
     The sequence form of `SpikingActivationCell` (see it for the equations and the
@@ -221,8 +221,7 @@ class SpikingActivation(FeatureSequence):
     -10.0
     """
 
-    role = "neuron"
-    state_kind = "voltage"
+    cell_args = ACTIVATION_ARGS
 
     def __init__(
         self,
@@ -261,11 +260,6 @@ class SpikingActivation(FeatureSequence):
             **kwargs,
         )
 
-    @property
-    def has_state(self):
-        """A spiking neuron carries its voltage (or step count); a rate neuron none."""
-        return self.spiking
-
     activation = property(lambda self: self.cell.activation)
     dt = property(lambda self: self.cell.dt)
     amplitude = property(lambda self: self.cell.amplitude)
@@ -273,15 +267,3 @@ class SpikingActivation(FeatureSequence):
     initial_voltage = property(lambda self: self.cell.initial_voltage)
     seed = property(lambda self: self.cell.seed)
     spiking_aware_training = property(lambda self: self.cell.spiking_aware_training)
-    spiking = property(lambda self: self.cell.spiking)
-
-    def call(self, sequences, initial_state=None, mask=None, training=False):
-        if self.spiking:
-            return super().call(
-                sequences, initial_state=initial_state, mask=mask, training=training
-            )
-        return self.stateless_output(self.cell.rates(sequences), sequences, initial_state)
-
-    def get_config(self):
-        cell_config = self.cell.get_config()
-        return {**super().get_config(), **{key: cell_config[key] for key in ACTIVATION_ARGS}}

@@ -13,7 +13,7 @@ from keras_spiking_conv._validation import (
     check_positive_values,
     check_seed,
 )
-from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
+from keras_spiking_conv.layers.base import FeatureCell, NeuronSequence
 
 PACKAGE = "keras_spiking_conv"
 
@@ -272,14 +272,14 @@ class SpikingReLUCell(FeatureCell):
         zeros = ops.zeros(shape, dtype=self.compute_dtype)
         return ops.stack([voltage] + [zeros] * (self.n_components - 1), axis=1)
 
-    def _rates(self, inputs):
+    def rates(self, inputs):
         max_rate = None if self._clip is None else self._clip_tensor(inputs.dtype) / self.dt
         return neurons.spiking_relu_rates(inputs, self.amplitude, max_rate)
 
     def call(self, inputs, states, training=False):
         state = states[0]
         if not self.spiking or (training and not self.spiking_aware_training):
-            return self._rates(inputs), [state]
+            return self.rates(inputs), [state]
         parts = [state] if self.n_components == 1 else ops.unstack(state, axis=1)
         spikes, voltage, count, headroom = neurons.integrate_and_fire_step(
             inputs,
@@ -297,7 +297,7 @@ class SpikingReLUCell(FeatureCell):
         parts = [p for p in (voltage, count, headroom) if p is not None]
         state = parts[0] if len(parts) == 1 else ops.stack(parts, axis=1)
         if training:
-            rates = self._rates(inputs)
+            rates = self.rates(inputs)
             spikes = rates + ops.stop_gradient(spikes - rates)
         return spikes, [state]
 
@@ -319,7 +319,7 @@ class SpikingReLUCell(FeatureCell):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SpikingReLU(FeatureSequence):
+class SpikingReLU(NeuronSequence):
     """Integrate-and-fire spiking ReLU over `(batch, time, *features)`.
 
     The sequence form of `SpikingReLUCell` (see it for the equations and the
@@ -416,43 +416,15 @@ class SpikingReLU(FeatureSequence):
             **kwargs,
         )
 
-    role = "neuron"
-    state_kind = "voltage"
-
-    @property
-    def has_state(self):
-        """A spiking neuron carries its voltage; a rate neuron has no state."""
-        return self.spiking
+    cell_args = NEURON_ARGS
 
     dt = property(lambda self: self.cell.dt)
     amplitude = property(lambda self: self.cell.amplitude)
     initial_voltage = property(lambda self: self.cell.initial_voltage)
     seed = property(lambda self: self.cell.seed)
     spiking_aware_training = property(lambda self: self.cell.spiking_aware_training)
-    spiking = property(lambda self: self.cell.spiking)
     rectify_input = property(lambda self: self.cell.rectify_input)
     max_spikes_per_step = property(lambda self: self.cell.max_spikes_per_step)
     reset = property(lambda self: self.cell.reset)
     negative_spikes = property(lambda self: self.cell.negative_spikes)
     clip = property(lambda self: self.cell.clip)
-
-    def call(self, sequences, initial_state=None, mask=None, training=False):
-        if self.spiking:
-            return super().call(
-                sequences, initial_state=initial_state, mask=mask, training=training
-            )
-        rates = self.cell._rates(sequences)
-        if not self.return_sequences:
-            rates = rates[:, -1]
-        if not self.return_state:
-            return rates
-        if initial_state is None:
-            initial_state = (
-                self.states if self.stateful else self.get_initial_state(ops.shape(sequences)[0])
-            )
-        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        return rates, state
-
-    def get_config(self):
-        cell_config = self.cell.get_config()
-        return {**super().get_config(), **{key: cell_config[key] for key in NEURON_ARGS}}
