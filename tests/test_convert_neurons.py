@@ -135,6 +135,7 @@ def test_reconversion_keeps_each_neurons_own_parameters():
         assert len(lifs) == 2
         assert all(n.spiking and n.tau_rc == 0.03 and n.amplitude == 0.01 for n in lifs)
         assert all(n.cell.smoothing == 0.02 for n in lifs)
+        assert sorted(n.name for n in lifs) == ["conv_neuron", "hidden_neuron"]  # not "_1"
     # A configured swap value is the whole neuron: its parameters, defaults included.
     again = ksc.convert(trained, swap_activations={"lif": ksc.LIF(tau_ref=0.001)})
     lifs = [layer for layer in again.layers if isinstance(layer, ksc.LIF)]

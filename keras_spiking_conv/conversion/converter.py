@@ -33,7 +33,7 @@ from keras_spiking_conv.conversion.errors import ConversionError, check_model
 from keras_spiking_conv.conversion.generic import generic_rule, operation_rule
 from keras_spiking_conv.conversion.registry import get_rule
 from keras_spiking_conv.conversion.report import ConversionReport
-from keras_spiking_conv.conversion.rules import block_layers, block_scales
+from keras_spiking_conv.conversion.rules import NEURONS, block_layers, block_scales
 from keras_spiking_conv.layers import (
     LIF,
     AccumulatedMaxPooling,
@@ -670,7 +670,7 @@ class _Conversion:
         self.context.used_names.update(
             layer.name
             for layer in functional.layers
-            if not isinstance(layer, (SpikingReLU, AccumulatedMaxPooling))
+            if not isinstance(layer, (*NEURONS, AccumulatedMaxPooling))
             and id(layer) not in self.context.block_layers
         )
         inputs = [
