@@ -351,3 +351,44 @@ def alpha_step(inputs, state, decay, dt_over_tau):
     second = decay * second + cross * first + (1.0 - decay - cross) * inputs
     first = lowpass_step(inputs, first, decay)
     return second, (first, second)
+
+
+def causal_conv_step(inputs, frames, kernel, bias, dilation):
+    """One frame of a causal 1-D convolution over time (`Conv1D(padding="causal")`).
+
+    `frames` holds the last `(K - 1) * dilation` input frames, oldest first (zeros
+    before the first frame: the causal zero padding), `kernel` is `(K, in, out)`:
+    `out = sum_j x[t - (K - 1 - j) * dilation] @ kernel[j] + bias`.
+
+    Returns:
+        `(output, new_frames)`.
+    """
+    window = ops.concatenate([frames, ops.expand_dims(inputs, 1)], axis=1)
+    taps = ops.take(window, list(range(0, window.shape[1], dilation)), axis=1)
+    output = ops.einsum("bkf,kfc->bc", taps, kernel)
+    if bias is not None:
+        output = output + bias
+    return output, window[:, 1:]
+
+
+def running_pool_step(inputs, state, mode):
+    """One frame of global pooling over all frames so far (`GlobalAveragePooling1D`,
+    `GlobalMaxPooling1D` over time, streamed): the mean (`state` stacks the sum and the
+    count on axis 1) or the maximum (`state` is the maximum so far, from `-inf`).
+
+    Returns:
+        `(output, new_state)`: the pooling of frames `0 .. t`, and the state after `t`.
+    """
+    if mode == "max":
+        new_state = ops.maximum(state, inputs)
+        return new_state, new_state
+    total = state[:, 0] + inputs
+    count = state[:, 1] + 1.0
+    return total / count, ops.stack([total, count], axis=1)
+
+
+def recurrent_current(inputs, previous, kernel, recurrent_kernel, bias):
+    """The input current of a simple recurrent layer (`SimpleRNN`): `x @ W + h @ U + b`,
+    with `h` the layer's output of the previous frame."""
+    current = ops.matmul(inputs, kernel) + ops.matmul(previous, recurrent_kernel)
+    return current if bias is None else current + bias

@@ -61,9 +61,17 @@ class LayerCloner:
 
     def copy_weights_once(self, new_layer, source_layer):
         """Copies the weights at a clone's first call (a shared layer is called again)."""
-        if id(new_layer) not in self._weights_copied:
+        if not self.weights_copied(new_layer):
             copy_weights(new_layer, source_layer)
-            self._weights_copied.add(id(new_layer))
+            self.mark_weights_copied(new_layer)
+
+    def weights_copied(self, new_layer):
+        """Whether `new_layer` has its weights (copied, or set by a rule)."""
+        return id(new_layer) in self._weights_copied
+
+    def mark_weights_copied(self, new_layer):
+        """Records that a rule set `new_layer`'s weights itself."""
+        self._weights_copied.add(id(new_layer))
 
 
 class ModelCopier(LayerCloner):

@@ -22,11 +22,13 @@ import keras
 import numpy as np
 
 from keras_spiking_conv._validation import (
+    check_bool,
     check_initial_voltage,
     check_number,
     check_positive_values,
     check_seed,
 )
+from keras_spiking_conv.conversion import temporal
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, activation_key
 from keras_spiking_conv.conversion.cloning import LayerCloner, as_functional
 from keras_spiking_conv.conversion.errors import ConversionError, check_model
@@ -52,6 +54,7 @@ from keras_spiking_conv.layers import (
 )
 from keras_spiking_conv.layers.encoders import Encoder
 from keras_spiking_conv.layers.readout import check_readout
+from keras_spiking_conv.layers.temporal import FrameRecurrence
 from keras_spiking_conv.runtime.model import SpikingModel, constant_input_model
 from keras_spiking_conv.runtime.plan import (
     inputs_struct,
@@ -74,6 +77,8 @@ MAX_POOLING_OPTIONS = ("auto", "accumulated", "per_step")
 # Converted spiking neurons integrate their signed input (`SpikingReLU(rectify_input=False)`):
 # spike counts then follow the ReLU of the mean input, so a network converges to the
 # original as time goes on even when neurons feed spikes to neurons (docs/latency.md).
+# In a temporal model each step is another frame, so they rectify it (Nengo's neuron):
+# a frame's negative input must not hold back the next frame's spikes (docs/temporal.md).
 RECTIFY_INPUT = False
 
 
@@ -116,8 +121,10 @@ class Options:
         initial_voltage,
         encoder=None,
         max_pooling="auto",
+        temporal=False,
     ):
         self.dt = check_number("dt", dt, owner="convert()", positive=True)
+        self.temporal = check_bool("temporal", temporal, owner="convert()")
         if max_pooling not in MAX_POOLING_OPTIONS:
             raise ValueError(
                 f"convert(): `max_pooling` must be one of {MAX_POOLING_OPTIONS}: 'accumulated' "
@@ -394,6 +401,9 @@ class ConversionContext(LayerCloner):
         self._nested = {}
         self._wrappers = {}
         self.checked = set()  # ids of generic copies checked to work per sample
+        # Temporal models: ids of the converted tensors whose axis 1 is the data's time
+        # axis in the original (`conversion/temporal.py`).
+        self.framed = set()
 
     # -- names ---------------------------------------------------------------
     def unique_name(self, base):
@@ -440,7 +450,18 @@ class ConversionContext(LayerCloner):
 
     def convert_call(self, layer, args, kwargs):
         """Converts one call of `layer` with the rule registered for its class (a
-        `keras.ops` call, or a layer without a rule, with the generic rules)."""
+        `keras.ops` call, or a layer without a rule, with the generic rules); in a
+        temporal model, a call on the data's time axis goes through
+        `temporal.convert_call` first."""
+        if (
+            self.options.temporal
+            and not self.already_converted
+            and any(id(t) in self.framed for t in keras.tree.flatten((args, kwargs)))
+        ):
+            return temporal.convert_call(layer, args, kwargs, self, self._convert_by_rule)
+        return self._convert_by_rule(layer, args, kwargs)
+
+    def _convert_by_rule(self, layer, args, kwargs):
         if isinstance(layer, keras.Model):
             return self._convert_nested(layer, args)
         if not isinstance(layer, keras.layers.Layer):
@@ -542,7 +563,7 @@ class ConversionContext(LayerCloner):
         # A configured SpikingReLU in `swap_activations` brings its own initial voltage.
         template = {
             "initial_voltage": o.lookup(o.initial_voltage, source),
-            "rectify_input": RECTIFY_INPUT,
+            "rectify_input": o.temporal or RECTIFY_INPUT,
             **template,
         }
         if threshold is not None and max_value is None:
@@ -564,6 +585,38 @@ class ConversionContext(LayerCloner):
             name=self.unique_name(f"{source}_neuron"),
         )
         return self._after_neuron(source, neuron, x, scale, synapse, spiking)
+
+    def recurrent_neuron(self, source, key, own=None):
+        """The neuron cell and scale a recurrent layer's activation `key` becomes (a
+        `SimpleRNN` of a temporal model, `FrameRecurrence`), or `(None, 1.0)` when it
+        stays as it is. `own` is a re-converted layer's neuron cell, kept (as a rate
+        neuron) unless `swap_activations` says otherwise."""
+        o = self.options
+        spiking, template, kind = False, {}, None
+        if own is not None:
+            _, template, kind = neuron_template(own)
+        if key in o.swap:
+            o.used_swap_keys.add(key)
+            swap = o.swap[key]
+            template = {**template, **swap.config} if swap.kind == kind else dict(swap.config)
+            spiking, kind = swap.spiking, swap.kind
+        if kind is None:
+            return None, 1.0
+        defaults = {"initial_voltage": o.lookup(o.initial_voltage, source)}
+        if kind == "relu":
+            defaults["rectify_input"] = o.temporal or RECTIFY_INPUT
+        if kind == "activation":
+            defaults["activation"] = key
+        cell_cls = {"relu": SpikingReLUCell, "lif": LIFCell, "activation": SpikingActivationCell}
+        cell = cell_cls[kind](
+            **{**defaults, **template},
+            dt=o.dt,
+            spiking=spiking,
+            seed=int(self.rng.integers(0, 2**31 - 1)),
+            dtype=NEURON_DTYPE,
+            name=self.unique_name(f"{source}_neuron"),
+        )
+        return cell, float(o.lookup(o.scale, source))
 
     def _after_neuron(self, source, neuron, x, scale, synapse, spiking):
         """The end of every neuron block: `neuron(x)` -> [RateScale(1/s)] -> [synapse],
@@ -670,19 +723,33 @@ class _Conversion:
         self.context.used_names.update(
             layer.name
             for layer in functional.layers
-            if not isinstance(layer, (*NEURONS, AccumulatedMaxPooling))
+            if not isinstance(layer, (*NEURONS, AccumulatedMaxPooling, FrameRecurrence))
             and id(layer) not in self.context.block_layers
         )
+        temporal_model = options.temporal and not already_converted
+        if temporal_model:
+            for x in functional.inputs:
+                if len(x.shape) < 3:
+                    raise ConversionError(
+                        f"convert(temporal=True): input '{producer_name(x)}' of model "
+                        f"'{model.name}' has shape {tuple(x.shape)}: a temporal model's "
+                        "inputs are (batch, time, ...). Give the Input a time axis, e.g. "
+                        "keras.Input((None, features)), or convert without temporal=True."
+                    )
         inputs = [
             keras.Input(
                 batch_shape=(
-                    tuple(x.shape) if already_converted else (x.shape[0], n_steps, *x.shape[1:])
+                    tuple(x.shape)
+                    if already_converted or temporal_model
+                    else (x.shape[0], n_steps, *x.shape[1:])
                 ),
                 dtype=x.dtype,
                 name=producer_name(x),
             )
             for x in functional.inputs
         ]
+        if temporal_model:
+            self.context.framed.update(id(x) for x in inputs)
         input_struct = keras.tree.pack_sequence_as(inputs_struct(functional), inputs)
         # With an encoder, every layer reading an input reads its encoding instead.
         encoded = {}
@@ -735,6 +802,7 @@ class Converter:
         constant_input=False,
         encoder=None,
         max_pooling="auto",
+        temporal=False,
     ):
         # 1. Check the model and every layer it contains, before any work.
         check_model(model, strict=bool(strict))
@@ -757,7 +825,14 @@ class Converter:
             initial_voltage,
             encoder,
             max_pooling,
+            temporal,
         )
+        options.readout = readout
+        if temporal and constant_input:
+            raise ValueError(
+                "convert(): `temporal=True` steps through the input's own frames, and "
+                "`constant_input=True` holds one input for every step: choose one."
+            )
         if getattr(model, "constant_input", False):
             raise TypeError(
                 f"convert(): model '{model.name}' is a constant-input model already. "
@@ -778,7 +853,7 @@ class Converter:
         conversion.report.finalize()
         # 4. Add the readout and return a SpikingModel (or, for a constant input, a model
         # taking the original inputs), with the report.
-        self.model = _spiking_model(conversion, readout)
+        self.model = _spiking_model(conversion, readout, temporal and not already)
         if constant_input:
             self.model = constant_input_model(self.model, n_steps)
         self.report = conversion.report
@@ -795,11 +870,26 @@ def _check_n_steps(n_steps):
     return n_steps
 
 
-def _spiking_model(conversion, readout):
-    """The converted graph as a `SpikingModel`, each output read out over time if asked."""
+def _spiking_model(conversion, readout, temporal=False):
+    """The converted graph as a `SpikingModel`, each output read out over time if asked
+    (and, in a temporal model, an output the original reduced over time at its last
+    frame)."""
     graph, context = conversion.model, conversion.context
     outputs = outputs_struct(graph)
-    if readout is not None:
+    if temporal and readout is None:
+        outputs = keras.tree.map_structure(
+            lambda y: (
+                y
+                if id(y) in context.framed
+                else TimeReadout(
+                    "last",
+                    source=producer_name(y),
+                    name=context.unique_name("last_frame_readout"),
+                )(y)
+            ),
+            outputs,
+        )
+    elif readout is not None:
         outputs = keras.tree.map_structure(
             lambda y: TimeReadout(readout, name=context.unique_name(f"{readout}_readout"))(y),
             outputs,
@@ -823,6 +913,7 @@ def convert(
     constant_input=False,
     encoder=None,
     max_pooling="auto",
+    temporal=False,
 ):
     """Converts a Keras model into a time-distributed (spiking) Keras model.
 
@@ -901,6 +992,16 @@ def convert(
             window fire at different steps); `"auto"` is `"accumulated"` when
             `swap_activations` makes a neuron spike, else `"per_step"` (exact
             for a rate network on any input). Defaults to `"auto"`.
+        temporal: The model's inputs are sequences, `(batch, time, ...)`, and their
+            axis 1 is the simulation's time: the converted model takes the same
+            inputs and runs one frame a step, its state carried from frame to frame.
+            Layers that work per frame run per step; a causal `Conv1D` becomes a
+            `CausalConv1D`, `SimpleRNN`/`GRU`/`LSTM` a `FrameRecurrence` (a
+            `SimpleRNN`'s activation may be swapped for neurons),
+            `GlobalAveragePooling1D`/`GlobalMaxPooling1D` a `RunningPooling`;
+            other layers that work along time are refused with the reason. An
+            output the original reduced over time is read out at the last frame
+            (unless `readout` is given). Defaults to `False` (docs/temporal.md).
         strict: Refuse layers that have no conversion rule. By default such a
             layer is applied at every timestep (time folded into the batch)
             once a check on random inputs shows it works per sample and keeps
@@ -937,6 +1038,7 @@ def convert(
         constant_input=constant_input,
         encoder=encoder,
         max_pooling=max_pooling,
+        temporal=temporal,
     ).model
 
 

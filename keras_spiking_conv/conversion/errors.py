@@ -44,7 +44,8 @@ def _layer_problem(layer, strict):
             f"{where} is a recurrent layer with its own time axis and state; the converter "
             "adds a time axis of its own and only converts per-step layers. Fix: keep the "
             "recurrent part outside the converted model, or register a rule for it with "
-            "`@keras_spiking_conv.register_rule`."
+            "`@keras_spiking_conv.register_rule` (SimpleRNN, GRU and LSTM convert with "
+            "temporal=True)."
         )
     if isinstance(layer, keras.Model):
         return model_problem(layer, strict)

@@ -111,6 +111,9 @@ class ConversionReport:
                 "AccumulatedMaxPooling: its mean output over T steps is the max pooling of "
                 "the firing rates (convert's max_pooling option)"
             )
+        elif kind == "temporal":
+            row["became"] = "a layer over the frames, with a state"
+            row["note"] = "streams one frame at a time (convert(temporal=True))"
         elif kind == "kept":
             row["became"] = "kept (runs over time)"
             row["note"] = "not part of a neuron block: copied with its weights"

@@ -227,7 +227,12 @@ def other_neuron_rule(layer, args, kwargs, context):
 
 @register_rule(TimeReadout)
 def readout_rule(layer, args, kwargs, context):
-    """Re-converting: the readout is rebuilt from the `readout` option."""
+    """Re-converting: the readout is rebuilt from the `readout` option; a temporal
+    model's last-frame readout of an output its original reduced over time (it has a
+    `source`) is kept unless `readout` is given."""
+    if layer.source is not None and context.options.readout is None:
+        context.record(layer, kind="kept")
+        return context.keep(layer, args, kwargs)
     context.record(layer, kind="readout")
     return args[0]
 

@@ -24,9 +24,23 @@ from keras_spiking_conv.layers.spiking_activation import (
     SpikingActivationCell,
 )
 from keras_spiking_conv.layers.spiking_relu import SpikingReLU, SpikingReLUCell
+from keras_spiking_conv.layers.temporal import (
+    CausalConv1D,
+    CausalConv1DCell,
+    FrameRecurrence,
+    FrameRecurrenceCell,
+    RunningPooling,
+    RunningPoolingCell,
+)
 from keras_spiking_conv.layers.time_fold import TimeFold
 
 __all__ = [
+    "CausalConv1D",
+    "CausalConv1DCell",
+    "FrameRecurrence",
+    "FrameRecurrenceCell",
+    "RunningPooling",
+    "RunningPoolingCell",
     "AccumulatedMaxPoolCell",
     "AccumulatedMaxPooling",
     "AlphaSynapse",

@@ -1,0 +1,450 @@
+"""Layers of temporal models (`convert(..., temporal=True)`): what a Keras model computes
+over its input's own time axis, one frame at a time, so that it streams.
+
+- `CausalConv1D`: a causal `Conv1D` over time, holding its last `(K - 1) * dilation`
+  input frames.
+- `RunningPooling`: `GlobalAveragePooling1D` / `GlobalMaxPooling1D` over the frames so
+  far (at the last frame, the original's pooling of the whole sequence).
+- `FrameRecurrence`: a `SimpleRNN`, `GRU` or `LSTM` layer's cell stepped frame by frame,
+  optionally with a neuron (a spiking ReLU, LIF, ...) in place of a `SimpleRNN`'s
+  activation: the recurrent weights then act on the neuron's output (spikes).
+
+Each is an RNN cell and a sequence layer (`FeatureSequence`, role `"state"`), so the
+plan and the step engine run them like any other layer with a state.
+"""
+
+import keras
+from keras import ops
+
+from keras_spiking_conv import neurons
+from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
+
+PACKAGE = "keras_spiking_conv"
+
+RECURRENT_CELLS = (keras.layers.SimpleRNNCell, keras.layers.GRUCell, keras.layers.LSTMCell)
+
+
+class _FrameSequence(FeatureSequence):
+    """A sequence layer whose step output has the cell's `output_shape`."""
+
+    role = "state"
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, length, features = sequences_shape[0], sequences_shape[1], sequences_shape[2:]
+        if not self.cell.built:
+            self.cell.build((batch, *features))
+        out = self.cell.output_shape
+        output_shape = (batch, length, *out) if self.return_sequences else (batch, *out)
+        if self.return_state:
+            return output_shape, (batch, *self.cell.state_shape)
+        return output_shape
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CausalConv1DCell(FeatureCell):
+    """One frame of a causal 1-D convolution over time (`neurons.causal_conv_step`).
+
+    Args:
+        filters: Output channels.
+        kernel_size: Frames the kernel spans (at least 2; a kernel of one frame is a
+            `Dense` layer per frame).
+        dilation_rate: Frames between the kernel's taps. Defaults to `1`.
+        activation: Applied to the output. Defaults to `None` (linear).
+        use_bias: Defaults to `True`.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: One frame, `(batch, channels)`.
+        states: List with the last `(kernel_size - 1) * dilation_rate` input frames,
+            `(batch, frames, channels)`, oldest first.
+    """
+
+    def __init__(
+        self, filters, kernel_size, dilation_rate=1, activation=None, use_bias=True, **kwargs
+    ):
+        super().__init__(**kwargs)
+        owner = f"{type(self).__name__} '{self.name}'"
+        for name, value, least in (
+            ("filters", filters, 1),
+            ("kernel_size", kernel_size, 2),
+            ("dilation_rate", dilation_rate, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(
+                    f"{owner}: Argument `{name}` must be an integer >= {least}. "
+                    f"Received: {name}={value!r}"
+                )
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.dilation_rate = dilation_rate
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if len(self.feature_shape) != 1:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' takes frames of shape "
+                f"(batch, channels). Received input shape per frame: {tuple(input_shape)}."
+            )
+        channels = self.feature_shape[0]
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, channels, self.filters)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    @property
+    def state_shape(self):
+        if self.feature_shape is None:
+            return None
+        return ((self.kernel_size - 1) * self.dilation_rate, *self.feature_shape)
+
+    @property
+    def output_shape(self):
+        return (self.filters,)
+
+    @property
+    def output_size(self):
+        return self.filters
+
+    def initial_state_value(self, batch_size):
+        return ops.zeros((batch_size, *self.state_shape), dtype=self.compute_dtype)
+
+    def call(self, inputs, states):
+        output, frames = neurons.causal_conv_step(
+            inputs, states[0], self.kernel, self.bias, self.dilation_rate
+        )
+        return self.activation(output), [frames]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "dilation_rate": self.dilation_rate,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CausalConv1D(_FrameSequence):
+    """A causal convolution over time, `(batch, time, channels)`, that streams: each
+    step takes one frame and keeps the last `(kernel_size - 1) * dilation_rate`
+    (`CausalConv1DCell`). Over a whole sequence it equals
+    `keras.layers.Conv1D(filters, kernel_size, padding="causal", dilation_rate=...)`
+    with the same weights (`convert(..., temporal=True)` makes it from one).
+
+    Args:
+        filters, kernel_size, dilation_rate, activation, use_bias: As `Conv1D`.
+        return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`
+            (`return_sequences` defaults to `True`).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    state_kind = "frames"
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        return_sequences=True,
+        return_state=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        cell = CausalConv1DCell(
+            filters,
+            kernel_size,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            name=f"{kwargs.get('name', 'causal_conv1d')}_cell",
+            dtype=kwargs.get("dtype"),
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+
+    filters = property(lambda self: self.cell.filters)
+    kernel_size = property(lambda self: self.cell.kernel_size)
+    dilation_rate = property(lambda self: self.cell.dilation_rate)
+
+    def get_config(self):
+        cell = self.cell.get_config()
+        keys = ("filters", "kernel_size", "dilation_rate", "activation", "use_bias")
+        return {**super().get_config(), **{key: cell[key] for key in keys}}
+
+
+POOLING_MODES = ("mean", "max")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RunningPoolingCell(FeatureCell):
+    """Global pooling over the frames so far (`neurons.running_pool_step`).
+
+    Args:
+        mode: `"mean"` (`GlobalAveragePooling1D`) or `"max"` (`GlobalMaxPooling1D`).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    def __init__(self, mode="mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLING_MODES:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': Argument `mode` must be 'mean' or "
+                f"'max'. Received: mode={mode!r}"
+            )
+        self.mode = mode
+
+    @property
+    def state_shape(self):
+        if self.feature_shape is None or self.mode == "max":
+            return self.feature_shape
+        return (2, *self.feature_shape)
+
+    @property
+    def output_shape(self):
+        return self.feature_shape
+
+    def initial_state_value(self, batch_size):
+        if self.mode == "max":
+            return ops.full((batch_size, *self.feature_shape), -float("inf"), self.compute_dtype)
+        return ops.zeros((batch_size, *self.state_shape), dtype=self.compute_dtype)
+
+    def call(self, inputs, states):
+        output, state = neurons.running_pool_step(inputs, states[0], self.mode)
+        return output, [state]
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RunningPooling(_FrameSequence):
+    """The mean (or maximum) of `(batch, time, *features)` over the frames so far: at
+    the last frame, `GlobalAveragePooling1D` (or `GlobalMaxPooling1D`) of the whole
+    sequence, streamed (`RunningPoolingCell`).
+
+    Args:
+        mode: `"mean"` or `"max"`. Defaults to `"mean"`.
+        return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`.
+        **kwargs: Base layer keyword arguments.
+    """
+
+    state_kind = "pooling"
+
+    def __init__(
+        self,
+        mode="mean",
+        return_sequences=True,
+        return_state=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        cell = RunningPoolingCell(
+            mode,
+            name=f"{kwargs.get('name', 'running_pooling')}_cell",
+            dtype=kwargs.get("dtype"),
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+
+    mode = property(lambda self: self.cell.mode)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def _deserialize(value, kinds, what, owner):
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if not isinstance(value, kinds):
+        raise TypeError(
+            f"{owner}: `{what}` must be a {' or '.join(k.__name__ for k in kinds)} (or its "
+            f"serialized config). Received: {value!r}"
+        )
+    return value
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FrameRecurrenceCell(FeatureCell):
+    """One frame of a recurrent layer: a Keras `SimpleRNNCell`, `GRUCell` or
+    `LSTMCell`, its states stacked on axis 1 of one state tensor.
+
+    With a `neuron` (a `SimpleRNNCell` only), the neuron replaces the cell's
+    activation: its input is `scale * (x @ W + h @ U + b)` (`neurons.recurrent_current`)
+    and the layer's output `h` is the neuron's output over `scale`, so the recurrent
+    weights act on the previous frame's spikes.
+
+    Args:
+        cell: A Keras recurrent cell, or its serialized config; its weights are this
+            cell's.
+        neuron: `None`, or a neuron cell (`SpikingReLUCell`, `LIFCell`,
+            `SpikingActivationCell`) or its serialized config.
+        scale: The neuron's firing-rate scale (NengoDL's `scale_firing_rates`).
+            Defaults to `1.0`.
+        **kwargs: Base layer keyword arguments.
+    """
+
+    def __init__(self, cell, neuron=None, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"{type(self).__name__} '{self.name}'"
+        self.cell = _deserialize(cell, RECURRENT_CELLS, "cell", owner)
+        self.neuron = None
+        if neuron is not None:
+            if not isinstance(self.cell, keras.layers.SimpleRNNCell):
+                raise ValueError(
+                    f"{owner}: a `neuron` replaces a SimpleRNN's activation; a "
+                    f"{type(self.cell).__name__}'s gates stay rate. Pass neuron=None."
+                )
+            self.neuron = _deserialize(neuron, (FeatureCell,), "neuron", owner)
+        self.scale = float(scale)
+
+    @property
+    def units(self):
+        return self.cell.units
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if not self.cell.built:
+            self.cell.build((None, *self.feature_shape))
+        if self.neuron is not None and not self.neuron.built:
+            self.neuron.build((None, self.units))
+
+    @property
+    def _parts(self):
+        """The state components: `(name, shape)` each, stacked on axis 1."""
+        parts = [("h", (self.units,))]
+        if isinstance(self.cell, keras.layers.LSTMCell):
+            parts.append(("c", (self.units,)))
+        if self.neuron is not None:
+            shape = tuple(self.neuron.state_shape or (self.units,))
+            parts += [("neuron", (self.units,))] * (shape[0] if len(shape) == 2 else 1)
+        return parts
+
+    @property
+    def state_shape(self):
+        if self.feature_shape is None:
+            return None
+        n = len(self._parts)
+        return (self.units,) if n == 1 else (n, self.units)
+
+    @property
+    def output_shape(self):
+        return (self.units,)
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def initial_state_value(self, batch_size):
+        zeros = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
+        parts = [zeros] * (2 if isinstance(self.cell, keras.layers.LSTMCell) else 1)
+        if self.neuron is not None:
+            value = ops.cast(self.neuron.initial_state_value(batch_size), self.compute_dtype)
+            n = len(self._parts) - len(parts)
+            parts += ops.unstack(value, axis=1) if n > 1 else [value]
+        return parts[0] if len(parts) == 1 else ops.stack(parts, axis=1)
+
+    def call(self, inputs, states, training=False):
+        state = states[0]
+        n = len(self._parts)
+        parts = [state] if n == 1 else ops.unstack(state, axis=1)
+        if self.neuron is None:
+            output, new = self.cell(inputs, parts, training=training)
+            new = list(new) if isinstance(new, (list, tuple)) else [new]
+        else:
+            cell = self.cell
+            current = neurons.recurrent_current(
+                inputs, parts[0], cell.kernel, cell.recurrent_kernel, cell.bias
+            )
+            neuron_state = parts[1] if n == 2 else ops.stack(parts[1:], axis=1)
+            spikes, (neuron_state,) = self.neuron(
+                current * self.scale, [neuron_state], training=training
+            )
+            output = spikes / self.scale
+            rest = [neuron_state] if n == 2 else ops.unstack(neuron_state, axis=1)
+            new = [output, *rest]
+        return output, [new[0] if n == 1 else ops.stack(new, axis=1)]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "cell": keras.saving.serialize_keras_object(self.cell),
+            "neuron": None
+            if self.neuron is None
+            else keras.saving.serialize_keras_object(self.neuron),
+            "scale": self.scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FrameRecurrence(_FrameSequence):
+    """A `SimpleRNN`, `GRU` or `LSTM` stepped one frame at a time over
+    `(batch, time, features)`, its state kept from frame to frame
+    (`FrameRecurrenceCell`); with a `neuron`, a spiking recurrent layer.
+
+    Args:
+        cell, neuron, scale: As `FrameRecurrenceCell`.
+        return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`
+            (`return_sequences` defaults to `True`: `convert` reads the last frame
+            out where the original returned it alone).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    state_kind = "recurrent"
+
+    def __init__(
+        self,
+        cell,
+        neuron=None,
+        scale=1.0,
+        return_sequences=True,
+        return_state=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        frame_cell = FrameRecurrenceCell(
+            cell,
+            neuron=neuron,
+            scale=scale,
+            name=f"{kwargs.get('name', 'frame_recurrence')}_cell",
+            dtype=kwargs.get("dtype"),
+        )
+        super().__init__(
+            frame_cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+
+    neuron = property(lambda self: self.cell.neuron)
+    scale = property(lambda self: self.cell.scale)
+
+    def get_config(self):
+        cell = self.cell.get_config()
+        return {**super().get_config(), **{key: cell[key] for key in ("cell", "neuron", "scale")}}

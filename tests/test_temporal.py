@@ -1,0 +1,188 @@
+"""Temporal models (`convert(..., temporal=True)`): the input's own axis 1 is the
+simulation's time; causal convolutions, recurrent layers and pooling over time stream."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_spiking_conv as ksc
+
+L = keras.layers
+FRAMES, FEATURES = 12, 6
+
+
+def _x(n=3, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, FRAMES, FEATURES)).astype("float32")
+
+
+def conv_net():
+    """Causal dilated convolutions, a one-frame convolution, pooling over time."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, FEATURES), name="frames")
+    h = L.Conv1D(8, 3, padding="causal", activation="relu", name="c0")(inp)
+    h = L.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="tanh", name="c1")(h)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.Conv1D(8, 1, activation="relu", name="c2")(h)
+    h = L.GlobalAveragePooling1D(name="gap")(h)
+    return keras.Model(inp, L.Dense(4, name="out")(h))
+
+
+def rnn_net():
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((None, FEATURES), name="frames")
+    h = L.Dense(8, activation="relu", name="d")(inp)
+    h = L.SimpleRNN(8, activation="relu", name="r")(h)
+    return keras.Model(inp, L.Dense(4, name="out")(h))
+
+
+def gated_net():
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((None, FEATURES), name="frames")
+    h = L.GRU(8, return_sequences=True, name="gru")(inp)
+    h = L.LSTM(8, return_sequences=True, name="lstm")(h)
+    h = L.GlobalMaxPooling1D(name="gmp")(h)
+    return keras.Model(inp, L.Dense(4, name="out")(h))
+
+
+def every_frame_net():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((None, FEATURES), name="frames")
+    h = L.Conv1D(8, 4, padding="causal", dilation_rate=3, name="c")(inp)
+    h = L.LayerNormalization(name="ln")(h)
+    h = L.SimpleRNN(8, return_sequences=True, name="r")(h)
+    return keras.Model(inp, L.Add(name="add")([h, L.Dense(8, name="skip")(inp)]))
+
+
+NETS = [conv_net, rnn_net, gated_net, every_frame_net]
+
+
+@pytest.mark.parametrize("make", NETS, ids=lambda f: f.__name__)
+def test_rate_conversion_equals_the_original_on_sequences(make):
+    model = make()
+    snn = ksc.convert(model, temporal=True)
+    x = _x()
+    assert ksc.verify(model, snn, x) < 1e-5
+    # Streamed in chunks (state kept), the same outputs as one predict.
+    stream = ksc.Stream(snn)
+    chunks = np.concatenate([stream(x[:, t : t + 5]) for t in range(0, FRAMES, 5)], axis=1)
+    whole = ksc.process_chunk(snn, x, ksc.initial_states(snn, len(x)))[0]
+    np.testing.assert_array_equal(chunks, keras.ops.convert_to_numpy(whole))
+    # The running output at the last frame is the original's (every frame where the
+    # original returns every frame).
+    expected = model.predict(x, verbose=0)
+    last = chunks[:, -1] if expected.ndim == 2 else chunks
+    np.testing.assert_allclose(last, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_causal_convolution_streamed_frame_by_frame_is_exact():
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((None, FEATURES))
+    out = L.Conv1D(5, 3, padding="causal", dilation_rate=2, name="c")(inp)
+    model = keras.Model(inp, out)
+    snn = ksc.convert(model, temporal=True)
+    assert isinstance(snn.get_layer("c"), ksc.layers.CausalConv1D)
+    x = _x()
+    stream = ksc.Stream(snn)
+    frames = np.concatenate([stream(x[:, t : t + 1]) for t in range(FRAMES)], axis=1)
+    np.testing.assert_allclose(frames, model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(frames, snn.predict(x, verbose=0))
+
+
+@pytest.mark.tensorflow_only
+def test_exported_step_takes_one_frame(tmp_path):
+    import tensorflow as tf
+
+    model = rnn_net()
+    snn = ksc.convert(model, temporal=True)
+    x = _x()
+    served = tf.saved_model.load(ksc.export(snn, tmp_path / "served"))
+    state = served.signatures["initial_state"](batch_size=tf.constant(len(x)))
+    outputs = []
+    for t in range(FRAMES):
+        result = served.signatures["step"](frames=tf.constant(x[:, t]), **state)
+        outputs.append(result.pop(next(k for k in result if not k.startswith("state_"))).numpy())
+        state = result
+    np.testing.assert_allclose(outputs[-1], model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_spiking_simple_rnn_applies_its_recurrent_weights_to_spikes():
+    model = rnn_net()
+    x = _x()
+    converter = ksc.Converter(
+        model,
+        temporal=True,
+        swap_activations={"relu": "spiking_relu"},
+        scale_firing_rates=1e5,  # 100 spikes per step for an input of 1: fine coding
+    )
+    snn = converter.model
+    assert sorted(converter.report.spiking_layers) == ["d", "r"]
+    recurrence = snn.get_layer("r")
+    assert isinstance(recurrence.cell.neuron, ksc.SpikingReLUCell)
+    assert recurrence.cell.neuron.spiking and recurrence.cell.neuron.rectify_input
+    expected = model.predict(x, verbose=0)
+    error = np.abs(snn.predict(x, verbose=0) - expected).max() / np.abs(expected).max()
+    assert error < 0.05
+    # Its output is spikes: whole counts per step over the scale.
+    probe = ksc.probe(snn, ["r"])
+    _, spikes = probe.predict(x, verbose=0)
+    counts = spikes * 1e5 * 0.001
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-3)
+    # A coarse code is worse: the spikes, not the rates, carry the recurrence.
+    coarse = ksc.convert(model, temporal=True, swap_activations={"relu": "spiking_relu"})
+    assert np.abs(coarse.predict(x, verbose=0) - expected).max() > 10 * error
+
+
+def test_reconversion_and_saving(tmp_path):
+    model = rnn_net()
+    x = _x()
+    rate = ksc.convert(model, temporal=True)
+    spiking = ksc.convert(rate, swap_activations={"relu": "spiking_relu"}, scale_firing_rates=1e5)
+    assert spiking.get_layer("r").cell.neuron.spiking
+    assert [layer.name for layer in spiking.layers if isinstance(layer, ksc.TimeReadout)]
+    back = ksc.convert(spiking)  # no swap: rate again, the same as the original
+    np.testing.assert_allclose(
+        back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )
+    spiking.save(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), spiking.predict(x, verbose=0))
+
+
+def _refused(layer_fn, match):
+    inp = keras.Input((FRAMES, FEATURES))
+    model = keras.Model(inp, layer_fn(inp))
+    with pytest.raises(ksc.ConversionError, match=match):
+        ksc.convert(model, temporal=True)
+
+
+@pytest.mark.parametrize(
+    "layer_fn, match",
+    [
+        (
+            lambda x: L.Conv1D(4, 3, padding="same", name="c")(x),
+            r"'c' \(Conv1D\).*padding='causal'",
+        ),
+        (lambda x: L.Conv1D(4, 3, strides=2, padding="causal", name="c")(x), "frame rate"),
+        (lambda x: L.Bidirectional(L.GRU(4), name="bi")(x), r"'bi' \(Bidirectional\).*backwards"),
+        (lambda x: L.Flatten(name="flat")(x), r"'flat' \(Flatten\).*per frame"),
+        (lambda x: L.LayerNormalization(axis=(1, 2), name="ln")(x), r"'ln'.*include time"),
+        (lambda x: L.GRU(4, go_backwards=True, name="g")(x), "go_backwards"),
+        (lambda x: keras.ops.mean(x, axis=1, keepdims=True), "ops Mean"),
+    ],
+    ids=["noncausal", "strides", "bidirectional", "flatten", "norm_time", "backwards", "op"],
+)
+def test_layers_that_need_other_frames_are_refused_with_the_reason(layer_fn, match):
+    _refused(layer_fn, match)
+
+
+def test_bad_temporal_options():
+    inp = keras.Input((FEATURES,))
+    flat = keras.Model(inp, L.Dense(2)(inp))
+    with pytest.raises(ksc.ConversionError, match=r"\(batch, time, \.\.\.\)"):
+        ksc.convert(flat, temporal=True)
+    with pytest.raises(ValueError, match="choose one"):
+        ksc.convert(rnn_net(), temporal=True, constant_input=True, n_steps=4)
+    with pytest.raises(ksc.ConversionError, match="temporal=True"):
+        ksc.convert(rnn_net())  # a recurrent layer without temporal=True
+    with pytest.raises(TypeError, match="temporal"):
+        ksc.convert(rnn_net(), temporal="yes")
