@@ -371,20 +371,40 @@ def causal_conv_step(inputs, frames, kernel, bias, dilation):
     return output, window[:, 1:]
 
 
-def running_pool_step(inputs, state, mode):
-    """One frame of global pooling over all frames so far (`GlobalAveragePooling1D`,
-    `GlobalMaxPooling1D` over time, streamed): the mean (`state` stacks the sum and the
-    count on axis 1) or the maximum (`state` is the maximum so far, from `-inf`).
+def running_pool_step(inputs, state, mode, steps=1):
+    """One step of global pooling over all frames so far (`GlobalAveragePooling1D`,
+    `GlobalMaxPooling1D` over time, streamed), with `steps` simulation steps per frame.
+
+    `"max"`: the maximum so far (`state`, from `-inf`). `"mean"`: `state` stacks, on
+    axis 1, the sum of the mean inputs of the finished frames, their count, the sum of
+    this frame's inputs so far and its steps so far; the output is the mean over frames
+    with this frame's mean so far as its value: `(sum + partial / step) / (frames + 1)`.
+    With rate inputs (the same at every step of a frame) every step of a frame outputs
+    the pooling of the frames so far.
 
     Returns:
-        `(output, new_state)`: the pooling of frames `0 .. t`, and the state after `t`.
+        `(output, new_state)`.
     """
     if mode == "max":
         new_state = ops.maximum(state, inputs)
         return new_state, new_state
-    total = state[:, 0] + inputs
-    count = state[:, 1] + 1.0
-    return total / count, ops.stack([total, count], axis=1)
+    total, frames, partial, step = ops.unstack(state, axis=1)
+    partial = partial + inputs
+    step = step + 1.0
+    current = partial / step
+    output = (total + current) / (frames + 1.0)
+    done = step >= steps
+    zeros = ops.zeros_like(partial)
+    new_state = ops.stack(
+        [
+            ops.where(done, total + current, total),
+            ops.where(done, frames + 1.0, frames),
+            ops.where(done, zeros, partial),
+            ops.where(done, zeros, step),
+        ],
+        axis=1,
+    )
+    return output, new_state
 
 
 def recurrent_current(inputs, previous, kernel, recurrent_kernel, bias):

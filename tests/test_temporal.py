@@ -56,10 +56,14 @@ def every_frame_net():
 NETS = [conv_net, rnn_net, gated_net, every_frame_net]
 
 
+@pytest.mark.parametrize("steps", [1, 3])
 @pytest.mark.parametrize("make", NETS, ids=lambda f: f.__name__)
-def test_rate_conversion_equals_the_original_on_sequences(make):
+def test_rate_conversion_equals_the_original_on_sequences(make, steps):
+    # With several steps per frame, layers over time read the same step of earlier
+    # frames (dilations and recurrent delays times `steps`): with rate neurons every
+    # step of a frame computes the original's value of that frame.
     model = make()
-    snn = ksc.convert(model, temporal=True)
+    snn = ksc.convert(model, temporal=True, steps_per_frame=steps)
     x = _x()
     assert ksc.verify(model, snn, x) < 1e-5
     # Streamed in chunks (state kept), the same outputs as one predict.
@@ -118,7 +122,7 @@ def test_spiking_simple_rnn_applies_its_recurrent_weights_to_spikes():
     assert sorted(converter.report.spiking_layers) == ["d", "r"]
     recurrence = snn.get_layer("r")
     assert isinstance(recurrence.cell.neuron, ksc.SpikingReLUCell)
-    assert recurrence.cell.neuron.spiking and recurrence.cell.neuron.rectify_input
+    assert recurrence.cell.neuron.spiking
     expected = model.predict(x, verbose=0)
     error = np.abs(snn.predict(x, verbose=0) - expected).max() / np.abs(expected).max()
     assert error < 0.05
@@ -186,3 +190,40 @@ def test_bad_temporal_options():
         ksc.convert(rnn_net())  # a recurrent layer without temporal=True
     with pytest.raises(TypeError, match="temporal"):
         ksc.convert(rnn_net(), temporal="yes")
+    with pytest.raises(ValueError, match="steps_per_frame"):
+        ksc.convert(rnn_net(), steps_per_frame=2)  # without temporal=True
+    with pytest.raises(ValueError, match="steps_per_frame"):
+        ksc.convert(rnn_net(), temporal=True, steps_per_frame=0)
+
+
+def test_more_steps_per_frame_code_each_frame_finer():
+    # Spiking neurons start each frame afresh and integrate its input over its steps:
+    # with k steps a frame's value is coded in k chances to spike, so the error of the
+    # spiking SimpleRNN net falls as k grows (measured on this net: 1.37, 0.46, 0.12,
+    # 0.03 mean relative error at k = 1, 4, 16, 64).
+    model = rnn_net()
+    x = _x(n=16)
+    expected = model.predict(x, verbose=0)
+    errors = []
+    for steps in (1, 4, 16):
+        snn = ksc.convert(
+            model,
+            temporal=True,
+            steps_per_frame=steps,
+            swap_activations={"relu": "spiking_relu"},
+            scale_firing_rates=1000.0,  # one spike per step for an activation of 1
+        )
+        assert snn.get_layer("r").delay == steps
+        out = snn.predict(x, verbose=0)
+        errors.append(np.abs(out - expected).mean() / np.abs(expected).mean())
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.25
+    # The same frames streamed one at a time, and the engine alone runs it.
+    stream = ksc.Stream(snn)
+    frames = np.concatenate([stream(x[:, t : t + 1]) for t in range(FRAMES)], axis=1)
+    np.testing.assert_array_equal(frames[:, -1], out)
+    layerwise = ksc.convert(
+        model, temporal=True, swap_activations={"relu": "spiking_relu"}, steps_per_frame=2
+    )
+    layerwise.execution = "layers"
+    with pytest.raises(ValueError, match="temporal model"):
+        layerwise.predict(x, verbose=0)

@@ -24,6 +24,7 @@ import numpy as np
 from keras_spiking_conv._validation import (
     check_bool,
     check_initial_voltage,
+    check_integer,
     check_number,
     check_positive_values,
     check_seed,
@@ -54,7 +55,7 @@ from keras_spiking_conv.layers import (
 )
 from keras_spiking_conv.layers.encoders import Encoder
 from keras_spiking_conv.layers.readout import check_readout
-from keras_spiking_conv.layers.temporal import FrameRecurrence
+from keras_spiking_conv.layers.temporal import FrameRecurrence, FrameSteps
 from keras_spiking_conv.runtime.model import SpikingModel, constant_input_model
 from keras_spiking_conv.runtime.plan import (
     inputs_struct,
@@ -77,8 +78,8 @@ MAX_POOLING_OPTIONS = ("auto", "accumulated", "per_step")
 # Converted spiking neurons integrate their signed input (`SpikingReLU(rectify_input=False)`):
 # spike counts then follow the ReLU of the mean input, so a network converges to the
 # original as time goes on even when neurons feed spikes to neurons (docs/latency.md).
-# In a temporal model each step is another frame, so they rectify it (Nengo's neuron):
-# a frame's negative input must not hold back the next frame's spikes (docs/temporal.md).
+# In a temporal model each frame starts them afresh (`engine.start_frame`), so a frame's
+# negative input does not hold back the next frame's spikes (docs/temporal.md).
 RECTIFY_INPUT = False
 
 
@@ -122,9 +123,19 @@ class Options:
         encoder=None,
         max_pooling="auto",
         temporal=False,
+        steps_per_frame=1,
     ):
         self.dt = check_number("dt", dt, owner="convert()", positive=True)
         self.temporal = check_bool("temporal", temporal, owner="convert()")
+        self.steps_per_frame = check_integer(
+            "steps_per_frame", steps_per_frame, owner="convert()", minimum=1
+        )
+        if self.steps_per_frame > 1 and not self.temporal:
+            raise ValueError(
+                "convert(): `steps_per_frame` is for temporal models (temporal=True), whose "
+                "input's axis 1 is time; a model of still inputs takes its steps from the "
+                f"input's time axis. Received: steps_per_frame={steps_per_frame!r}"
+            )
         if max_pooling not in MAX_POOLING_OPTIONS:
             raise ValueError(
                 f"convert(): `max_pooling` must be one of {MAX_POOLING_OPTIONS}: 'accumulated' "
@@ -563,7 +574,7 @@ class ConversionContext(LayerCloner):
         # A configured SpikingReLU in `swap_activations` brings its own initial voltage.
         template = {
             "initial_voltage": o.lookup(o.initial_voltage, source),
-            "rectify_input": o.temporal or RECTIFY_INPUT,
+            "rectify_input": RECTIFY_INPUT,
             **template,
         }
         if threshold is not None and max_value is None:
@@ -604,7 +615,7 @@ class ConversionContext(LayerCloner):
             return None, 1.0
         defaults = {"initial_voltage": o.lookup(o.initial_voltage, source)}
         if kind == "relu":
-            defaults["rectify_input"] = o.temporal or RECTIFY_INPUT
+            defaults["rectify_input"] = RECTIFY_INPUT
         if kind == "activation":
             defaults["activation"] = key
         cell_cls = {"relu": SpikingReLUCell, "lif": LIFCell, "activation": SpikingActivationCell}
@@ -753,11 +764,17 @@ class _Conversion:
         input_struct = keras.tree.pack_sequence_as(inputs_struct(functional), inputs)
         # With an encoder, every layer reading an input reads its encoding instead.
         encoded = {}
+        if temporal_model:  # marks the model temporal, with its steps per frame
+            for x in inputs:
+                name = self.context.unique_name(f"{x.name}_frame_steps")
+                encoded[id(x)] = FrameSteps(options.steps_per_frame, name=name)(x)
+                self.context.framed.add(id(encoded[id(x)]))
         if options.encoder is not None:
             for i, x in enumerate(inputs):
                 name = self.context.unique_name(f"{x.name}_encoder")
                 layer = options.encoder(i, name)
-                encoded[id(x)] = layer(x)
+                encoded[id(x)] = layer(encoded.get(id(x), x))
+                self.context.framed.add(id(encoded[id(x)]))
                 self.report.add_layer(layer, kind="encoder")
 
         def call_function(layer, *args, **kwargs):
@@ -803,6 +820,7 @@ class Converter:
         encoder=None,
         max_pooling="auto",
         temporal=False,
+        steps_per_frame=1,
     ):
         # 1. Check the model and every layer it contains, before any work.
         check_model(model, strict=bool(strict))
@@ -826,6 +844,7 @@ class Converter:
             encoder,
             max_pooling,
             temporal,
+            steps_per_frame,
         )
         options.readout = readout
         if temporal and constant_input:
@@ -914,6 +933,7 @@ def convert(
     encoder=None,
     max_pooling="auto",
     temporal=False,
+    steps_per_frame=1,
 ):
     """Converts a Keras model into a time-distributed (spiking) Keras model.
 
@@ -1002,6 +1022,10 @@ def convert(
             other layers that work along time are refused with the reason. An
             output the original reduced over time is read out at the last frame
             (unless `readout` is given). Defaults to `False` (docs/temporal.md).
+        steps_per_frame: With `temporal=True`, simulation steps per frame: each
+            frame runs this many steps (a neuron codes its value in that many
+            chances to spike) and the output of a frame is their mean; layers over
+            time read the same step of earlier frames. Defaults to `1`.
         strict: Refuse layers that have no conversion rule. By default such a
             layer is applied at every timestep (time folded into the batch)
             once a check on random inputs shows it works per sample and keeps
@@ -1039,6 +1063,7 @@ def convert(
         encoder=encoder,
         max_pooling=max_pooling,
         temporal=temporal,
+        steps_per_frame=steps_per_frame,
     ).model
 
 

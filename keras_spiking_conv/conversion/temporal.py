@@ -35,7 +35,12 @@ from keras_spiking_conv.layers import (
     SpikingReLU,
     TimeReadout,
 )
-from keras_spiking_conv.layers.temporal import CausalConv1D, FrameRecurrence, RunningPooling
+from keras_spiking_conv.layers.temporal import (
+    CausalConv1D,
+    FrameRecurrence,
+    FrameSteps,
+    RunningPooling,
+)
 
 L = keras.layers
 
@@ -154,7 +159,7 @@ def convert_call(layer, args, kwargs, context, convert_by_rule):
         return _pooling(layer, args, context)
     if cls is TimeReadout:
         return convert_by_rule(layer, args, kwargs)
-    if cls in (CausalConv1D, RunningPooling, FrameRecurrence):
+    if cls in (CausalConv1D, RunningPooling, FrameRecurrence, FrameSteps):
         return _framed(context, convert_by_rule(layer, args, kwargs))
     if cls in PER_FRAME:
         problem = _axis_problem(layer, rank)
@@ -228,7 +233,7 @@ def _conv1d(layer, args, context):
             factory=lambda: CausalConv1D(
                 layer.filters,
                 kernel_size,
-                dilation_rate=dilation,
+                dilation_rate=dilation * context.options.steps_per_frame,
                 activation=None,
                 use_bias=layer.use_bias,
                 source=layer.name,
@@ -274,6 +279,7 @@ def _recurrent(layer, args, context):
             keras.saving.serialize_keras_object(type(cell).from_config(cell.get_config())),
             neuron=neuron,
             scale=scale,
+            delay=context.options.steps_per_frame,
             source=layer.name,
             name=layer.name,  # as a clone keeps it
         ),
@@ -298,6 +304,7 @@ def _pooling(layer, args, context):
         layer,
         factory=lambda: RunningPooling(
             POOLING_OVER_TIME[type(layer)],
+            steps=context.options.steps_per_frame,
             source=layer.name,
             name=layer.name,  # as a clone keeps it
         ),
@@ -306,9 +313,10 @@ def _pooling(layer, args, context):
     return new(args[0])
 
 
-@register_rule(CausalConv1D, RunningPooling)
+@register_rule(CausalConv1D, RunningPooling, FrameSteps)
 def frame_layer_rule(layer, args, kwargs, context):
-    """Re-converting: a layer over the frames is kept with its weights."""
+    """Re-converting: a layer over the frames is kept with its weights (and the steps
+    per frame it was converted for)."""
     context.record(layer, kind="temporal")
     return context.keep(layer, args, kwargs)
 
@@ -329,6 +337,7 @@ def frame_recurrence_rule(layer, args, kwargs, context):
         keras.saving.serialize_keras_object(type(cell).from_config(cell.get_config())),
         neuron=neuron,
         scale=scale,
+        delay=layer.delay,
         source=source,
         name=context.unique_name(layer.name),
     )

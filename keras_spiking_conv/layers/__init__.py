@@ -29,6 +29,7 @@ from keras_spiking_conv.layers.temporal import (
     CausalConv1DCell,
     FrameRecurrence,
     FrameRecurrenceCell,
+    FrameSteps,
     RunningPooling,
     RunningPoolingCell,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "CausalConv1DCell",
     "FrameRecurrence",
     "FrameRecurrenceCell",
+    "FrameSteps",
     "RunningPooling",
     "RunningPoolingCell",
     "AccumulatedMaxPoolCell",

@@ -8,6 +8,11 @@ over its input's own time axis, one frame at a time, so that it streams.
 - `FrameRecurrence`: a `SimpleRNN`, `GRU` or `LSTM` layer's cell stepped frame by frame,
   optionally with a neuron (a spiking ReLU, LIF, ...) in place of a `SimpleRNN`'s
   activation: the recurrent weights then act on the neuron's output (spikes).
+- `FrameSteps`: marks a model that runs several simulation steps per frame.
+
+With `k` steps per frame, a layer over time reads the steps `k` apart: the same step of
+earlier frames (a `CausalConv1D` with its dilation times `k`, a `FrameRecurrence` with
+`delay=k`), so with rate neurons each frame computes what the original computes.
 
 Each is an RNN cell and a sequence layer (`FeatureSequence`, role `"state"`), so the
 plan and the step engine run them like any other layer with a state.
@@ -17,11 +22,44 @@ import keras
 from keras import ops
 
 from keras_spiking_conv import neurons
-from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence
+from keras_spiking_conv.layers.base import FeatureCell, FeatureSequence, Recorded
 
 PACKAGE = "keras_spiking_conv"
 
 RECURRENT_CELLS = (keras.layers.SimpleRNNCell, keras.layers.GRUCell, keras.layers.LSTMCell)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FrameSteps(Recorded, keras.layers.Layer):
+    """Marks a temporal model that runs `steps` simulation steps per frame of its input
+    (`convert(..., temporal=True, steps_per_frame=steps)`): the step engine runs each
+    frame `steps` times and outputs the mean of those steps. The layer itself passes its
+    input through.
+
+    Args:
+        steps: Simulation steps per frame, an integer >= 1.
+        **kwargs: Base layer keyword arguments.
+    """
+
+    role = "frames"
+
+    def __init__(self, steps, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': Argument `steps` must be an integer "
+                f">= 1. Received: steps={steps!r}"
+            )
+        self.steps = steps
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "steps": self.steps}
 
 
 class _FrameSequence(FeatureSequence):
@@ -198,23 +236,29 @@ class RunningPoolingCell(FeatureCell):
 
     Args:
         mode: `"mean"` (`GlobalAveragePooling1D`) or `"max"` (`GlobalMaxPooling1D`).
+        steps: Simulation steps per frame. Defaults to `1`.
         **kwargs: Base layer keyword arguments.
     """
 
-    def __init__(self, mode="mean", **kwargs):
+    def __init__(self, mode="mean", steps=1, **kwargs):
         super().__init__(**kwargs)
+        owner = f"{type(self).__name__} '{self.name}'"
         if mode not in POOLING_MODES:
             raise ValueError(
-                f"{type(self).__name__} '{self.name}': Argument `mode` must be 'mean' or "
-                f"'max'. Received: mode={mode!r}"
+                f"{owner}: Argument `mode` must be 'mean' or 'max'. Received: mode={mode!r}"
+            )
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(
+                f"{owner}: Argument `steps` must be an integer >= 1. Received: steps={steps!r}"
             )
         self.mode = mode
+        self.steps = steps
 
     @property
     def state_shape(self):
         if self.feature_shape is None or self.mode == "max":
             return self.feature_shape
-        return (2, *self.feature_shape)
+        return (4, *self.feature_shape)
 
     @property
     def output_shape(self):
@@ -226,11 +270,11 @@ class RunningPoolingCell(FeatureCell):
         return ops.zeros((batch_size, *self.state_shape), dtype=self.compute_dtype)
 
     def call(self, inputs, states):
-        output, state = neurons.running_pool_step(inputs, states[0], self.mode)
+        output, state = neurons.running_pool_step(inputs, states[0], self.mode, self.steps)
         return output, [state]
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        return {**super().get_config(), "mode": self.mode, "steps": self.steps}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -241,6 +285,7 @@ class RunningPooling(_FrameSequence):
 
     Args:
         mode: `"mean"` or `"max"`. Defaults to `"mean"`.
+        steps: Simulation steps per frame (`RunningPoolingCell`). Defaults to `1`.
         return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`.
         **kwargs: Base layer keyword arguments.
     """
@@ -250,6 +295,7 @@ class RunningPooling(_FrameSequence):
     def __init__(
         self,
         mode="mean",
+        steps=1,
         return_sequences=True,
         return_state=False,
         stateful=False,
@@ -258,6 +304,7 @@ class RunningPooling(_FrameSequence):
     ):
         cell = RunningPoolingCell(
             mode,
+            steps=steps,
             name=f"{kwargs.get('name', 'running_pooling')}_cell",
             dtype=kwargs.get("dtype"),
         )
@@ -271,9 +318,10 @@ class RunningPooling(_FrameSequence):
         )
 
     mode = property(lambda self: self.cell.mode)
+    steps = property(lambda self: self.cell.steps)
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        return {**super().get_config(), "mode": self.mode, "steps": self.steps}
 
 
 def _deserialize(value, kinds, what, owner):
@@ -292,6 +340,10 @@ class FrameRecurrenceCell(FeatureCell):
     """One frame of a recurrent layer: a Keras `SimpleRNNCell`, `GRUCell` or
     `LSTMCell`, its states stacked on axis 1 of one state tensor.
 
+    With `delay=k` (`k` simulation steps per frame) each step's recurrent input is the
+    output of `k` steps before (the same step of the previous frame), kept in a ring of
+    `k` outputs (and `k` cell states of an `LSTMCell`).
+
     With a `neuron` (a `SimpleRNNCell` only), the neuron replaces the cell's
     activation: its input is `scale * (x @ W + h @ U + b)` (`neurons.recurrent_current`)
     and the layer's output `h` is the neuron's output over `scale`, so the recurrent
@@ -304,10 +356,12 @@ class FrameRecurrenceCell(FeatureCell):
             `SpikingActivationCell`) or its serialized config.
         scale: The neuron's firing-rate scale (NengoDL's `scale_firing_rates`).
             Defaults to `1.0`.
+        delay: Steps between a step and the one its recurrent input comes from.
+            Defaults to `1`.
         **kwargs: Base layer keyword arguments.
     """
 
-    def __init__(self, cell, neuron=None, scale=1.0, **kwargs):
+    def __init__(self, cell, neuron=None, scale=1.0, delay=1, **kwargs):
         super().__init__(**kwargs)
         owner = f"{type(self).__name__} '{self.name}'"
         self.cell = _deserialize(cell, RECURRENT_CELLS, "cell", owner)
@@ -320,6 +374,11 @@ class FrameRecurrenceCell(FeatureCell):
                 )
             self.neuron = _deserialize(neuron, (FeatureCell,), "neuron", owner)
         self.scale = float(scale)
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+            raise ValueError(
+                f"{owner}: Argument `delay` must be an integer >= 1. Received: delay={delay!r}"
+            )
+        self.delay = delay
 
     @property
     def units(self):
@@ -333,11 +392,17 @@ class FrameRecurrenceCell(FeatureCell):
             self.neuron.build((None, self.units))
 
     @property
+    def _recurrent(self):
+        """The recurrent states of the cell: 2 for an `LSTMCell` (h and c), else 1."""
+        return 2 if isinstance(self.cell, keras.layers.LSTMCell) else 1
+
+    @property
     def _parts(self):
-        """The state components: `(name, shape)` each, stacked on axis 1."""
-        parts = [("h", (self.units,))]
-        if isinstance(self.cell, keras.layers.LSTMCell):
-            parts.append(("c", (self.units,)))
+        """The state components: `(name, shape)` each, stacked on axis 1: a ring of
+        `delay` values per recurrent state (oldest first), then the neuron's."""
+        parts = [("h", (self.units,))] * self.delay
+        if self._recurrent == 2:
+            parts += [("c", (self.units,))] * self.delay
         if self.neuron is not None:
             shape = tuple(self.neuron.state_shape or (self.units,))
             parts += [("neuron", (self.units,))] * (shape[0] if len(shape) == 2 else 1)
@@ -360,33 +425,53 @@ class FrameRecurrenceCell(FeatureCell):
 
     def initial_state_value(self, batch_size):
         zeros = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
-        parts = [zeros] * (2 if isinstance(self.cell, keras.layers.LSTMCell) else 1)
+        parts = [zeros] * (self._recurrent * self.delay)
         if self.neuron is not None:
             value = ops.cast(self.neuron.initial_state_value(batch_size), self.compute_dtype)
             n = len(self._parts) - len(parts)
             parts += ops.unstack(value, axis=1) if n > 1 else [value]
         return parts[0] if len(parts) == 1 else ops.stack(parts, axis=1)
 
+    def start_frame(self, state, batch_size):
+        """The state at the start of a frame: the neuron starts afresh, the ring of
+        recurrent values carries over."""
+        if self.neuron is None:
+            return state
+        parts = ops.unstack(state, axis=1)
+        fresh = ops.unstack(self.initial_state_value(batch_size), axis=1)
+        kept = self._recurrent * self.delay
+        return ops.stack(parts[:kept] + fresh[kept:], axis=1)
+
     def call(self, inputs, states, training=False):
         state = states[0]
-        n = len(self._parts)
+        n, k = len(self._parts), self.delay
         parts = [state] if n == 1 else ops.unstack(state, axis=1)
+        rings = [parts[i * k : (i + 1) * k] for i in range(self._recurrent)]
+        previous = [ring[0] for ring in rings]  # from `delay` steps before
         if self.neuron is None:
-            output, new = self.cell(inputs, parts, training=training)
+            output, new = self.cell(inputs, previous, training=training)
             new = list(new) if isinstance(new, (list, tuple)) else [new]
+            rest = []
         else:
             cell = self.cell
             current = neurons.recurrent_current(
-                inputs, parts[0], cell.kernel, cell.recurrent_kernel, cell.bias
+                inputs, previous[0], cell.kernel, cell.recurrent_kernel, cell.bias
             )
-            neuron_state = parts[1] if n == 2 else ops.stack(parts[1:], axis=1)
+            neuron_parts = parts[k:]
+            neuron_state = (
+                neuron_parts[0] if len(neuron_parts) == 1 else ops.stack(neuron_parts, axis=1)
+            )
             spikes, (neuron_state,) = self.neuron(
                 current * self.scale, [neuron_state], training=training
             )
             output = spikes / self.scale
-            rest = [neuron_state] if n == 2 else ops.unstack(neuron_state, axis=1)
-            new = [output, *rest]
-        return output, [new[0] if n == 1 else ops.stack(new, axis=1)]
+            new = [output]
+            rest = [neuron_state] if len(neuron_parts) == 1 else ops.unstack(neuron_state, axis=1)
+        updated = []
+        for ring, value in zip(rings, new, strict=True):
+            updated += [*ring[1:], value]
+        updated += rest
+        return output, [updated[0] if n == 1 else ops.stack(updated, axis=1)]
 
     def get_config(self):
         return {
@@ -396,6 +481,7 @@ class FrameRecurrenceCell(FeatureCell):
             if self.neuron is None
             else keras.saving.serialize_keras_object(self.neuron),
             "scale": self.scale,
+            "delay": self.delay,
         }
 
 
@@ -406,7 +492,7 @@ class FrameRecurrence(_FrameSequence):
     (`FrameRecurrenceCell`); with a `neuron`, a spiking recurrent layer.
 
     Args:
-        cell, neuron, scale: As `FrameRecurrenceCell`.
+        cell, neuron, scale, delay: As `FrameRecurrenceCell`.
         return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`
             (`return_sequences` defaults to `True`: `convert` reads the last frame
             out where the original returned it alone).
@@ -420,6 +506,7 @@ class FrameRecurrence(_FrameSequence):
         cell,
         neuron=None,
         scale=1.0,
+        delay=1,
         return_sequences=True,
         return_state=False,
         stateful=False,
@@ -430,6 +517,7 @@ class FrameRecurrence(_FrameSequence):
             cell,
             neuron=neuron,
             scale=scale,
+            delay=delay,
             name=f"{kwargs.get('name', 'frame_recurrence')}_cell",
             dtype=kwargs.get("dtype"),
         )
@@ -444,7 +532,9 @@ class FrameRecurrence(_FrameSequence):
 
     neuron = property(lambda self: self.cell.neuron)
     scale = property(lambda self: self.cell.scale)
+    delay = property(lambda self: self.cell.delay)
 
     def get_config(self):
         cell = self.cell.get_config()
-        return {**super().get_config(), **{key: cell[key] for key in ("cell", "neuron", "scale")}}
+        keys = ("cell", "neuron", "scale", "delay")
+        return {**super().get_config(), **{key: cell[key] for key in keys}}

@@ -93,7 +93,7 @@ def _training(layer, training):
 
 def _step_site(site, args, kwargs, states, new_states, training):
     layer = site.layer
-    if site.role == "readout":  # the loop's caller reads the sequence out
+    if site.role in ("readout", "frames"):  # the loop's caller reads out; frames: a mark
         return args[0]
     if site.role == "stateless":
         return layer.layer(args[0], **_training(layer.layer, training))
@@ -112,6 +112,24 @@ def _step_site(site, args, kwargs, states, new_states, training):
         "it is not a layer convert makes. Use the layer-wise converted model "
         "(model.execution = 'layers')."
     )
+
+
+def start_frame(plan, states, batch_size):
+    """A temporal model's states at the start of a frame: its neurons start afresh, so
+    each frame is coded in its own steps; synapses, recurrent outputs, convolution
+    frames and pooling carry over (`FrameRecurrenceCell.start_frame` resets its
+    neuron)."""
+    new = dict(states)
+    for site in plan.sites:
+        if site.state is None:
+            continue
+        key = site.state.key
+        if site.role == "neuron":
+            (value,) = site.layer.get_initial_state(batch_size)
+            new[key] = ops.cast(value, site.layer.compute_dtype)
+        elif hasattr(site.layer.cell, "start_frame"):
+            new[key] = site.layer.cell.start_frame(states[key], batch_size)
+    return new
 
 
 def initial_states(plan, batch_size):
@@ -206,15 +224,24 @@ class NetworkCell(keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         current = dict(zip(self.keys, states, strict=False))
-        if self.constants is not None:  # a constant input: only the loop's part runs
-            outputs, new_states = step(self.plan, None, current, training, self.constants)
-        else:
-            outputs, new_states = step(self.plan, self.split_inputs(inputs), current, training)
-        flat_out = [ops.reshape(y, (ops.shape(y)[0], -1)) for y in outputs]
-        output = flat_out[0] if len(flat_out) == 1 else ops.concatenate(flat_out, axis=-1)
+        split = None if self.constants is not None else self.split_inputs(inputs)
+        if self.plan.temporal and self.keys:
+            current = start_frame(self.plan, current, ops.shape(inputs)[0])
+        # A temporal model with several steps per frame runs them all on this input
+        # step (a frame) and outputs their mean.
+        steps = []
+        for _ in range(self.plan.steps_per_frame):
+            if split is None:  # a constant input: only the loop's part runs
+                outputs, new_states = step(self.plan, None, current, training, self.constants)
+            else:
+                outputs, new_states = step(self.plan, split, current, training)
+            flat_out = [ops.reshape(y, (ops.shape(y)[0], -1)) for y in outputs]
+            steps.append(flat_out[0] if len(flat_out) == 1 else ops.concatenate(flat_out, -1))
+            current = {**current, **new_states}
+        output = steps[0] if len(steps) == 1 else ops.mean(ops.stack(steps), axis=0)
         if not self.keys:
             return output, list(states)
-        return output, [new_states[key] for key in self.keys]
+        return output, [current[key] for key in self.keys]
 
     def get_config(self):
         return {

@@ -100,7 +100,15 @@ class SpikingModel(CheckedInputs, keras.Model):
 
     def _fused_network(self):
         """The step engine this model runs on, or None when it runs layer by layer."""
-        if self.execution == "fused" or (self.execution == "auto" and plan_of(self).states):
+        plan = plan_of(self)
+        if self.execution == "layers" and plan.states and plan.temporal:
+            raise ValueError(
+                f"Model '{self.name}' is a temporal model (convert(..., temporal=True)) "
+                "with state: only the step engine runs its frames (several steps per "
+                "frame, neurons starting each frame afresh). Set model.execution = "
+                "'auto' (or 'fused')."
+            )
+        if self.execution == "fused" or (self.execution == "auto" and plan.states):
             return engine_of(self)
         return None
 

@@ -213,6 +213,10 @@ class Plan:
         inputs: Ids of the model's inputs (flat, in the order of `model.inputs`).
         outputs: Ids of the model's outputs (flat).
         states: Dict state key -> `StateSpec`, in graph order.
+        temporal: Whether the model is temporal (`convert(..., temporal=True)`:
+            its inputs' axis 1 is the data's time; it has `FrameSteps`).
+        steps_per_frame: Simulation steps per input step (a temporal model's
+            `FrameSteps`), 1 for any other model.
         input_keys, output_keys: The model's input and output names, sanitized
             and unique (export signature keys).
     """
@@ -260,6 +264,10 @@ class Plan:
                         f"{site.path}). Rename one of the layers."
                     )
                 self.states[site.state.key] = site.state
+        # A temporal model (it has `FrameSteps`) and its simulation steps per frame.
+        frames = [site.layer.steps for site in self.sites if site.role == "frames"]
+        self.temporal = bool(frames)
+        self.steps_per_frame = max(frames, default=1)
         self.input_keys = unique_keys(x.name for x in self.graph.inputs)
         self.output_keys = unique_keys(getattr(model, "output_names", None) or [])
 
