@@ -1,0 +1,257 @@
+"""NIR export and import, checked by the tools that read NIR: Norse and SpikingJelly.
+
+Each reader runs the exported graph step by step with `dt=1` (the graph's unit is one
+step); their spike counts at every neuron and their outputs are compared with this
+package's `predict` over 50 steps.
+"""
+
+import logging
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_spiking_conv as ksc
+from keras_spiking_conv.nir import NIRExportError, export_nir, import_nir
+from keras_spiking_conv.runtime.plan import plan_of
+from tests.models import tutorial_convnet
+
+nir = pytest.importorskip("nir")
+torch = pytest.importorskip("torch")
+norse_torch = pytest.importorskip("norse.torch")
+sj_nir = pytest.importorskip("spikingjelly.activation_based.nir_exchange")
+
+L = keras.layers
+T = 50
+SWAP = {"relu": ksc.SpikingReLU(reset="zero", max_spikes_per_step=1)}
+
+
+def skip_net():
+    """BatchNormalization, average pooling and an `Add` skip connection."""
+    inp = keras.Input((12, 12, 2))
+    h = L.Conv2D(6, 3, padding="same", activation="relu", name="c1")(inp)
+    h = L.AveragePooling2D(2, name="pool")(h)
+    h = L.Conv2D(8, 3, padding="same", use_bias=False, name="c2")(h)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.ReLU(name="r2")(h)
+    a = L.Conv2D(8, 3, padding="same", activation="relu", name="c3")(h)
+    s = L.Add(name="add")([h, a])
+    s = L.Flatten(name="flat")(s)
+    model = keras.Model(inp, L.Dense(4, name="out")(s), name="skip_net")
+    rng = np.random.default_rng(3)
+    model.get_layer("bn").set_weights(
+        [
+            rng.uniform(0.5, 2, 8),
+            rng.normal(0, 0.3, 8),
+            rng.normal(0, 0.3, 8),
+            rng.uniform(0.5, 2, 8),
+        ]
+    )
+    return model
+
+
+def converted(build, seed, **extra):
+    keras.utils.set_random_seed(seed)
+    model = build()
+    options = {"swap_activations": SWAP, "initial_voltage": 0.0, "scale_firing_rates": 300.0}
+    return model, ksc.convert(model, **{**options, **extra})
+
+
+def inputs(snn, batch=1, seed=2):
+    shape = snn.input_shape[2:]
+    return np.random.default_rng(seed).uniform(0, 1, (batch, T, *shape)).astype("float32")
+
+
+def our_counts(snn, x):
+    """Our outputs and each neuron's spike count per sample, by NIR node name."""
+    neurons = plan_of(snn).neurons()
+    probed = ksc.probe(snn, [site.source for site in neurons])
+    outs = probed.predict(x, verbose=0)
+    counts = {
+        site.layer.name: np.round(np.asarray(o).sum(1) * site.layer.dt / site.layer.amplitude)
+        for site, o in zip(neurons, outs[1:], strict=True)
+    }
+    return np.asarray(outs[0]), counts
+
+
+def reader_counts(module, x, names):
+    """A torch module imported from NIR, run step by step: outputs and spike counts."""
+    counts = {name: 0.0 for name in names}
+    hooks = []
+    for name, sub in module.named_modules():
+        if name in names:
+
+            def hook(_, __, output, name=name):
+                counts[name] = counts[name] + output[0].detach().numpy()
+
+            hooks.append(sub.register_forward_hook(hook))
+    xt = torch.from_numpy(np.moveaxis(x, -1, 2).copy())  # (batch, T, C, H, W)
+    state, outs = None, []
+    with torch.no_grad():
+        for t in range(T):
+            out, state = module(xt[:, t], state)[:2]
+            outs.append(out.numpy().reshape(x.shape[0], -1))
+    for h in hooks:
+        h.remove()
+    return np.stack(outs, 1), {
+        k: np.moveaxis(v.reshape(x.shape[0], *v.shape[-3:]), 1, -1)
+        if np.ndim(v) >= 3
+        else np.reshape(v, (x.shape[0], -1))
+        for k, v in counts.items()
+    }
+
+
+def assert_same_spikes(ours, theirs):
+    out, counts = ours
+    their_out, their_counts = theirs
+    assert counts.keys() == their_counts.keys()
+    for name, count in counts.items():
+        their = np.reshape(their_counts[name], count.shape)
+        assert count.sum() > 0, f"{name} is silent: the test would show nothing"
+        np.testing.assert_array_equal(their, count, err_msg=name)
+    # Same spikes; the outputs differ by float rounding (the weights are folded).
+    np.testing.assert_allclose(their_out, out.reshape(their_out.shape), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("build", [tutorial_convnet, skip_net], ids=["tutorial", "skip"])
+def test_norse_and_spikingjelly_give_our_spike_counts(build, tmp_path):
+    _, snn = converted(build, seed=0)
+    graph = export_nir(snn, tmp_path / "net.nir")
+    graph = nir.read(str(tmp_path / "net.nir"))  # the file reads back
+    names = [site.layer.name for site in plan_of(snn).neurons()]
+    assert {k for k, n in graph.nodes.items() if isinstance(n, nir.IF)} == set(names)
+    assert graph.metadata["dt"] == pytest.approx(0.001)
+    assert graph.metadata["exact"] == 1
+
+    # Norse: its Flatten (start_dim=0 in the graph) flattens the batch too: batch 1.
+    x = inputs(snn)
+    logging.getLogger().setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        norse_net = norse_torch.from_nir(graph, dt=1.0)
+    assert_same_spikes(our_counts(snn, x), reader_counts(norse_net, x, names))
+
+    # SpikingJelly: a batch of 2.
+    x = inputs(snn, batch=2)
+    sj_net = sj_nir.import_from_nir(graph, dt=1)
+    assert_same_spikes(our_counts(snn, x), reader_counts(sj_net, x, names))
+
+
+@pytest.mark.parametrize("build", [tutorial_convnet, skip_net], ids=["tutorial", "skip"])
+def test_export_then_import_gives_the_same_outputs(build, tmp_path):
+    _, snn = converted(build, seed=1)
+    export_nir(snn, tmp_path / "net.nir")
+    back = import_nir(tmp_path / "net.nir")
+    x = inputs(snn, batch=2)
+    ours, theirs = np.asarray(snn.predict(x, verbose=0)), np.asarray(back.predict(x, verbose=0))
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-4)
+    # The same spikes at every neuron (an IF node `name` imports as a ReLU `name`, whose
+    # neuron `convert` names `name_neuron`).
+    _, counts = our_counts(snn, x)
+    _, back_counts = our_counts(back, x)
+    for name, count in counts.items():
+        np.testing.assert_array_equal(back_counts[f"{name}_neuron"], count, err_msg=name)
+
+
+def test_imported_model_works_with_the_package_tools(tmp_path):
+    _, snn = converted(tutorial_convnet, seed=1)
+    back = import_nir(export_nir(snn))
+    x = inputs(snn)
+    whole = np.asarray(back.predict(x, verbose=0))
+    stream = ksc.Stream(back)
+    chunks = np.concatenate([np.asarray(stream(x[:, :20])), np.asarray(stream(x[:, 20:]))], 1)
+    np.testing.assert_allclose(chunks, whole, rtol=1e-5, atol=1e-5)
+    report = ksc.estimate_energy(back, x)
+    assert report is not None
+
+
+def test_a_spikingjelly_network_imports_with_its_outputs():
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        layer.Conv2d(2, 4, 3, padding=1),
+        neuron.IFNode(v_threshold=1.0, v_reset=0.0),
+        layer.Conv2d(4, 6, 3, stride=2),
+        neuron.IFNode(v_threshold=1.0, v_reset=0.0),
+        layer.Flatten(),
+        layer.Linear(6 * 4 * 4, 3),
+    )
+    x = np.random.default_rng(0).uniform(0, 2, (2, T, 10, 10, 2)).astype("float32")
+    xt = torch.from_numpy(np.moveaxis(x, -1, 2).copy())
+    graph = sj_nir.export_to_nir(net, xt[:, 0], dt=1e-4)  # r = 1 / dt = 1e4
+    functional.reset_net(net)
+    with torch.no_grad():
+        theirs = np.stack([net(xt[:, t]).numpy() for t in range(T)], 1)
+    back = import_nir(graph, graph_dt=1e-4)
+    ours = np.asarray(back.predict(x, verbose=0))
+    assert np.abs(theirs).sum() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+
+
+def test_a_norse_network_imports_with_its_outputs():
+    torch.manual_seed(0)
+    net = norse_torch.SequentialState(
+        torch.nn.Linear(6, 8),
+        norse_torch.IAFCell(),
+        torch.nn.Linear(8, 3),
+    )
+    graph = norse_torch.to_nir(net, torch.zeros(1, 6))
+    x = np.random.default_rng(0).uniform(0, 1, (2, T, 6)).astype("float32")
+    state, outs = None, []
+    with torch.no_grad():
+        for t in range(T):
+            out, state = net(torch.from_numpy(x[:, t]), state)
+            outs.append(out.numpy())
+    theirs = np.stack(outs, 1)
+    ours = np.asarray(import_nir(graph).predict(x, verbose=0))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+
+
+# -- refusals ------------------------------------------------------------------------------
+
+
+def small(layer=None):
+    inp = keras.Input((8, 8, 2))
+    h = L.Conv2D(4, 3, activation="relu", name="conv")(inp)
+    if layer is not None:
+        h = layer(h)
+    return keras.Model(inp, L.Dense(3, name="out")(L.Flatten()(h)))
+
+
+@pytest.mark.parametrize(
+    "neuron, match",
+    [
+        (ksc.SpikingReLU(max_spikes_per_step=1), r"'conv_neuron'.*subtraction.*reset=\"zero\""),
+        (ksc.SpikingReLU(reset="zero"), r"'conv_neuron'.*several spikes.*max_spikes_per_step=1"),
+    ],
+    ids=["subtractive-reset", "multi-spike"],
+)
+def test_a_neuron_nir_cannot_express_is_refused_with_the_fix(neuron, match):
+    snn = ksc.convert(small(), swap_activations={"relu": neuron}, initial_voltage=0.0)
+    with pytest.raises(NIRExportError, match=match):
+        export_nir(snn)
+
+
+def test_depthwise_convolution_is_refused():
+    snn = ksc.convert(
+        small(L.DepthwiseConv2D(3, name="dw")), swap_activations=SWAP, initial_voltage=0.0
+    )
+    with pytest.raises(NIRExportError, match=r"'dw' \(DepthwiseConv2D\).*depthwise.*Conv2D"):
+        export_nir(snn)
+
+
+def test_a_layer_without_nir_node_is_refused():
+    snn = ksc.convert(small(L.MaxPooling2D(name="mp")), swap_activations=SWAP, initial_voltage=0.0)
+    with pytest.raises(NIRExportError, match=r"'mp.*no NIR node.*docs/nir.md"):
+        export_nir(snn)
+
+
+def test_an_initial_voltage_is_refused_or_approximated_with_a_warning():
+    snn = ksc.convert(small(), swap_activations=SWAP)  # the converter's initial voltage 0.5
+    with pytest.raises(NIRExportError, match=r"initial_voltage=0.5.*initial_voltage=0.0"):
+        export_nir(snn)
+    with pytest.warns(UserWarning, match="initial_voltage=0.5"):
+        graph = export_nir(snn, approximate=True)
+    assert graph.metadata["exact"] == 0 and "initial_voltage" in graph.metadata["approximations"]
