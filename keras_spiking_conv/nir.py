@@ -248,6 +248,8 @@ class _Exporter:
             return self.flatten(layer, args[0], out_shape)
         if isinstance(layer, (L.AveragePooling2D,)):
             return self.avg_pool(layer, args[0], out_shape)
+        if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)):
+            return self.global_pool(layer, args[0], out_shape)
         if (
             isinstance(layer, (L.Dropout, L.InputLayer))
             or type(layer) is L.Activation
@@ -264,8 +266,9 @@ class _Exporter:
         _refuse(
             layer,
             "has no NIR node",
-            "Export a model made of Conv1D, Conv2D, Dense, Flatten, AveragePooling2D, Add, "
-            "BatchNormalization, rate scales and spiking neurons (see docs/nir.md).",
+            "Export a model made of Conv1D, Conv2D, Dense, Flatten, AveragePooling2D, "
+            "GlobalAveragePooling, Add, BatchNormalization, rate scales and spiking neurons "
+            "(see docs/nir.md).",
         )
 
     # -- linear pieces -------------------------------------------------------
@@ -304,6 +307,26 @@ class _Exporter:
             parts.append(dataclasses.replace(p, pool=pool))
         return _Value(parts, out_shape, value.bias)
 
+    def global_pool(self, layer, value, out_shape):
+        """Global average pooling: an average pooling over the whole map, then a flatten
+        (of a `(1, 1, C)` map: the same order in Keras and NIR), for a Dense layer to read."""
+        if layer.data_format != "channels_last" or layer.keepdims:
+            _refuse(
+                layer,
+                "keeps its pooled axes or pools channels-first maps",
+                "Use keepdims=False on channels-last maps, followed by a Dense layer.",
+            )
+        pool = tuple(value.shape[:-1])
+        parts = []
+        for p in value.parts:
+            if p.weight is not None or p.pool is not None or p.flat is not None:
+                p = _Part(self.emit(p, 0.0))
+            parts.append(
+                dataclasses.replace(p, pool=pool, flat=(1,) * len(pool) + value.shape[-1:])
+            )
+        bias = np.broadcast_to(np.asarray(value.bias, dtype="float64"), value.shape)
+        return _Value(parts, out_shape, bias.reshape(-1, value.shape[-1]).mean(0))
+
     def weighted(self, layer, value, out_shape):
         if getattr(layer, "activation", None) not in (None, keras.activations.linear):
             _refuse(
@@ -325,7 +348,8 @@ class _Exporter:
         # every position (always for Dense and 'valid' convolutions).
         const = np.broadcast_to(np.asarray(value.bias, dtype="float32"), value.shape)
         if np.any(const != 0):
-            through = np.asarray(layer(const[None])) - np.asarray(layer(np.zeros_like(const)[None]))
+            numpy = keras.ops.convert_to_numpy
+            through = numpy(layer(const[None])) - numpy(layer(np.zeros_like(const)[None]))
             bias = bias + _channel_vector(through[0], kernel.shape[-1], layer, "bias")
         parts = []
         for p in _merged(value.parts):

@@ -86,7 +86,7 @@ def reader_counts(module, x, names):
                 counts[name] = counts[name] + output[0].detach().numpy()
 
             hooks.append(sub.register_forward_hook(hook))
-    xt = torch.from_numpy(np.moveaxis(x, -1, 2).copy())  # (batch, T, C, H, W)
+    xt = torch.from_numpy(np.moveaxis(x, -1, 2).copy())  # (batch, T, C, *spatial)
     state, outs = None, []
     with torch.no_grad():
         for t in range(T):
@@ -94,12 +94,14 @@ def reader_counts(module, x, names):
             outs.append(out.numpy().reshape(x.shape[0], -1))
     for h in hooks:
         h.remove()
-    return np.stack(outs, 1), {
-        k: np.moveaxis(v.reshape(x.shape[0], *v.shape[-3:]), 1, -1)
-        if np.ndim(v) >= 3
-        else np.reshape(v, (x.shape[0], -1))
-        for k, v in counts.items()
-    }
+    return np.stack(outs, 1), {k: _channels_last(v, x.shape[0]) for k, v in counts.items()}
+
+
+def _channels_last(count, batch):
+    count = np.asarray(count)
+    if count.ndim == 1:  # Norse, batch 1, after a Flatten that took the batch axis
+        count = count[None]
+    return np.moveaxis(count, 1, -1) if count.ndim >= 3 else count
 
 
 def assert_same_spikes(ours, theirs):
@@ -136,6 +138,65 @@ def test_norse_and_spikingjelly_give_our_spike_counts(build, tmp_path):
     x = inputs(snn, batch=2)
     sj_net = sj_nir.import_from_nir(graph, dt=1)
     assert_same_spikes(our_counts(snn, x), reader_counts(sj_net, x, names))
+
+
+def test_calibrated_per_channel_scales_fold_exactly():
+    # The recipe of docs/nir.md: one firing-rate scale per channel, from `calibrate`.
+    keras.utils.set_random_seed(0)
+    model = tutorial_convnet()
+    x0 = np.random.default_rng(0).uniform(0, 1, (64, 28, 28, 1)).astype("float32")
+    snn = ksc.convert(
+        model,
+        swap_activations=SWAP,
+        initial_voltage=0.0,
+        scale_firing_rates=ksc.calibrate(model, x0, per_channel=True),
+    )
+    graph = export_nir(snn)
+    names = [site.layer.name for site in plan_of(snn).neurons()]
+    x = inputs(snn, batch=2)
+    theirs = reader_counts(sj_nir.import_from_nir(graph, dt=1), x, names)
+    assert_same_spikes(our_counts(snn, x), theirs)
+
+
+def extras_net():
+    """A BatchNormalization after a neuron, average pooling into a neuron (an AvgPool2d
+    node), global average pooling into a Dense layer."""
+    inp = keras.Input((16, 16, 2))
+    h = L.Conv2D(6, 3, activation="relu", name="c1")(inp)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.AveragePooling2D(2, name="pool")(h)
+    h = L.ReLU(name="r2")(h)
+    h = L.Conv2D(6, 3, padding="same", activation="relu", name="c3")(h)
+    h = L.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inp, L.Dense(3, name="out")(h), name="extras")
+    rng = np.random.default_rng(4)
+    model.get_layer("bn").set_weights(
+        [
+            rng.uniform(0.5, 2, 6),
+            rng.normal(0, 0.3, 6),
+            rng.normal(0, 0.3, 6),
+            rng.uniform(0.5, 2, 6),
+        ]
+    )
+    return model
+
+
+def conv1d_net():
+    inp = keras.Input((20, 3))
+    h = L.Conv1D(4, 3, strides=2, activation="relu", name="c1")(inp)
+    h = L.Conv1D(5, 3, padding="same", activation="relu", name="c2")(h)
+    return keras.Model(inp, L.Dense(2, name="out")(L.Flatten()(h)), name="conv1d")
+
+
+@pytest.mark.parametrize("build", [extras_net, conv1d_net], ids=["extras", "conv1d"])
+def test_spikingjelly_gives_our_spikes_on_more_layers(build):
+    # SpikingJelly only: Norse 1.1.0 imports neither AvgPool2d nor Conv1d (docs/nir.md).
+    _, snn = converted(build, seed=0)
+    graph = export_nir(snn)
+    names = [site.layer.name for site in plan_of(snn).neurons()]
+    x = inputs(snn, batch=2)
+    theirs = reader_counts(sj_nir.import_from_nir(graph, dt=1), x, names)
+    assert_same_spikes(our_counts(snn, x), theirs)
 
 
 @pytest.mark.parametrize("build", [tutorial_convnet, skip_net], ids=["tutorial", "skip"])
@@ -255,3 +316,22 @@ def test_an_initial_voltage_is_refused_or_approximated_with_a_warning():
     with pytest.warns(UserWarning, match="initial_voltage=0.5"):
         graph = export_nir(snn, approximate=True)
     assert graph.metadata["exact"] == 0 and "initial_voltage" in graph.metadata["approximations"]
+
+
+def test_lif_and_lowpass_are_refused_or_approximated_with_a_warning():
+    snn = ksc.convert(
+        small(), swap_activations={"relu": ksc.LIF(initial_voltage=0.0)}, initial_voltage=0.0
+    )
+    with pytest.raises(NIRExportError, match=r"'conv_neuron' \(LIF\).*refractory.*approximate"):
+        export_nir(snn)
+    with pytest.warns(UserWarning, match="refractory"):
+        graph = export_nir(snn, approximate=True)
+    (lif,) = [node for node in graph.nodes.values() if isinstance(node, nir.LIF)]
+    np.testing.assert_allclose(lif.tau, 0.02 / 0.001)  # tau_rc in steps
+
+    snn = ksc.convert(small(), swap_activations=SWAP, initial_voltage=0.0, synapse=0.01)
+    with pytest.raises(NIRExportError, match=r"LowpassSynapse.*exp\(-dt / tau\)"):
+        export_nir(snn)
+    with pytest.warns(UserWarning, match="Euler"):
+        graph = export_nir(snn, approximate=True)
+    assert any(isinstance(node, nir.LI) for node in graph.nodes.values())
