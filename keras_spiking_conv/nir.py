@@ -72,6 +72,9 @@ class _Part:
     flat: object = None
     weight: object = None
     out_scale: object = 1.0
+    # (offset, total): the part is channels offset.. of a concatenation of `total` channels
+    # (zero elsewhere); only for a part without `weight`.
+    embed: object = None
 
 
 @dataclasses.dataclass
@@ -246,6 +249,8 @@ class _Exporter:
             return _Value([p for a in args for p in a.parts], out_shape, _bias_sum(args))
         if isinstance(layer, L.Flatten):
             return self.flatten(layer, args[0], out_shape)
+        if isinstance(layer, L.Concatenate):
+            return self.concatenate(layer, args, out_shape)
         if isinstance(layer, (L.AveragePooling2D,)):
             return self.avg_pool(layer, args[0], out_shape)
         if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)):
@@ -272,13 +277,22 @@ class _Exporter:
         )
 
     # -- linear pieces -------------------------------------------------------
+    def embedded(self, scale, part):
+        """A per-channel `scale` of a concatenation, for the channels of `part`."""
+        scale = np.asarray(scale, dtype="float64")
+        if part.embed is None or scale.ndim == 0 or scale.shape[-1] == 1:
+            return scale
+        offset, _ = part.embed
+        n = self.shapes[_keys(part.src)[0]][-1]
+        return scale[..., offset : offset + n]
+
     def scaled(self, value, scale, shift):
         parts = []
         for p in value.parts:
             if p.weight is not None:
                 parts.append(dataclasses.replace(p, out_scale=p.out_scale * scale))
             else:
-                parts.append(dataclasses.replace(p, scale=p.scale * scale))
+                parts.append(dataclasses.replace(p, scale=p.scale * self.embedded(scale, p)))
         return _Value(parts, value.shape, value.bias * scale + shift)
 
     def flatten(self, layer, value, out_shape):
@@ -306,6 +320,37 @@ class _Exporter:
                 p = _Part(self.emit(p, 0.0))
             parts.append(dataclasses.replace(p, pool=pool))
         return _Value(parts, out_shape, value.bias)
+
+    def concatenate(self, layer, values, out_shape):
+        """Channels side by side: each part gives its channels of the result, zero elsewhere
+        (a pending weighted layer gets zero output channels; the next weighted layer reads a
+        neuron's output with the rows of its channels). Then the parts are summed."""
+        if layer.axis not in (-1, len(out_shape)):
+            _refuse(
+                layer,
+                f"concatenates axis {layer.axis}; only the channels (the last axis) map to NIR",
+                "Concatenate channels (axis=-1).",
+            )
+        total = out_shape[-1]
+        parts, biases, offset = [], [], 0
+        for value in values:
+            n = value.shape[-1]
+            for p in value.parts:
+                if p.weight is None and (p.embed is not None or p.flat is not None):
+                    p = _Part(self.emit(p, 0.0))
+                if p.weight is None:
+                    parts.append(dataclasses.replace(p, embed=(offset, total)))
+                    continue
+                kernel = p.weight.kernel
+                wide = np.zeros((*kernel.shape[:-1], total))
+                wide[..., offset : offset + n] = kernel * _channel_vector(
+                    p.out_scale, n, layer, "scale"
+                )
+                weight = dataclasses.replace(p.weight, kernel=wide)
+                parts.append(dataclasses.replace(p, weight=weight, out_scale=1.0))
+            biases.append(np.broadcast_to(np.asarray(value.bias, dtype="float64"), value.shape))
+            offset += n
+        return _Value(parts, out_shape, np.concatenate(biases, axis=-1))
 
     def global_pool(self, layer, value, out_shape):
         """Global average pooling: an average pooling over the whole map, then a flatten
@@ -366,6 +411,15 @@ class _Exporter:
 
     def compose(self, layer, kind, kernel, part, in_shape):
         """The kernel on `part.src`'s output: the part's scale and pooling folded in."""
+        if part.embed is not None:
+            offset, total = part.embed
+            n = self.shapes[_keys(part.src)[0]][-1]
+            if part.flat is not None:
+                rows = kernel.reshape(*part.flat, kernel.shape[-1])[..., offset : offset + n, :]
+                part = dataclasses.replace(part, flat=(*part.flat[:-1], n))
+                kernel = rows.reshape(-1, kernel.shape[-1])
+            else:
+                kernel = kernel[..., offset : offset + n, :]
         channels = kernel.shape[-2]
         if kind == "dense":
             if part.flat is not None:
@@ -426,9 +480,13 @@ class _Exporter:
                 )
                 self.edges_from(part.src, src)
                 self.shapes[src] = (*pooled, shape[-1])
-            if not _is_one(part.scale) or np.any(np.asarray(bias) != 0):
+            if not _is_one(part.scale) or np.any(np.asarray(bias) != 0) or part.embed:
                 shape = self.shapes[_keys(src)[0]]
                 identity = np.eye(shape[-1])
+                if part.embed is not None:
+                    offset, total = part.embed
+                    identity = np.zeros((shape[-1], total))
+                    identity[:, offset : offset + shape[-1]] = np.eye(shape[-1])
                 if len(shape) == 3:
                     w = _Weight(None, "conv2d", identity[None, None], (1, 1), (0, 0), (1, 1))
                     w.input_shape = shape[:2]
@@ -663,7 +721,7 @@ def _merged(parts):
         if p.weight is not None:
             same_src[id(p)] = p
             continue
-        key = (_keys(p.src), p.pool, p.flat)
+        key = (_keys(p.src), p.pool, p.flat, p.embed)
         if key in same_src:
             q = same_src[key]
             same_src[key] = dataclasses.replace(q, scale=np.asarray(q.scale) + p.scale)
@@ -674,7 +732,13 @@ def _merged(parts):
         if p.weight is not None:
             merged[id(p)] = p
             continue
-        key = (np.asarray(p.scale, dtype="float64").tobytes(), np.ndim(p.scale), p.pool, p.flat)
+        key = (
+            np.asarray(p.scale, dtype="float64").tobytes(),
+            np.ndim(p.scale),
+            p.pool,
+            p.flat,
+            p.embed,
+        )
         if key in merged and not set(_keys(merged[key].src)) & set(_keys(p.src)):
             q = merged[key]
             merged[key] = dataclasses.replace(q, src=_keys(q.src) + _keys(p.src))

@@ -335,3 +335,35 @@ def test_lif_and_lowpass_are_refused_or_approximated_with_a_warning():
     with pytest.warns(UserWarning, match="Euler"):
         graph = export_nir(snn, approximate=True)
     assert any(isinstance(node, nir.LI) for node in graph.nodes.values())
+
+
+def concat_net():
+    """Concatenations: of two neurons' outputs into a convolution, of two convolutions
+    into a neuron (with per-channel scales), and into a Dense layer after a Flatten."""
+    inp = keras.Input((10, 10, 2))
+    a = L.Conv2D(3, 3, padding="same", activation="relu", name="a")(inp)
+    b = L.Conv2D(4, 3, padding="same", activation="relu", name="b")(inp)
+    h = L.Concatenate(name="cat1")([a, b])
+    c = L.Conv2D(5, 3, name="c")(h)
+    d = L.Conv2D(2, 3, name="d")(h)
+    h = L.ReLU(name="cd")(L.Concatenate(name="cat2")([c, d]))
+    h = L.Concatenate(name="cat3")([h, L.Conv2D(3, 3, activation="relu", name="e")(a)])
+    return keras.Model(inp, L.Dense(3, name="out")(L.Flatten()(h)), name="concat")
+
+
+def test_concatenate_folds_into_the_weights():
+    keras.utils.set_random_seed(0)
+    model = concat_net()
+    x0 = np.random.default_rng(0).uniform(0, 1, (32, 10, 10, 2)).astype("float32")
+    snn = ksc.convert(
+        model,
+        swap_activations=SWAP,
+        initial_voltage=0.0,
+        scale_firing_rates=ksc.calibrate(model, x0),
+    )
+    graph = export_nir(snn)
+    assert not [n for n in graph.nodes.values() if type(n).__name__ == "Concatenate"]
+    names = [site.layer.name for site in plan_of(snn).neurons()]
+    x = inputs(snn, batch=2)
+    theirs = reader_counts(sj_nir.import_from_nir(graph, dt=1), x, names)
+    assert_same_spikes(our_counts(snn, x), theirs)
