@@ -227,6 +227,29 @@ def test_imported_model_works_with_the_package_tools(tmp_path):
     assert report is not None
 
 
+def test_the_readout_travels_in_the_metadata():
+    _, snn = converted(tutorial_convnet, seed=1, readout="mean")
+    graph = export_nir(snn)
+    assert graph.metadata["readout"] == "mean"
+    back = import_nir(graph)
+    x = inputs(snn, batch=2)
+    out = np.asarray(back.predict(x, verbose=0))
+    assert out.shape == (2, 10)
+    np.testing.assert_allclose(out, np.asarray(snn.predict(x, verbose=0)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.tensorflow_only
+def test_imported_model_exports_as_a_savedmodel(tmp_path):
+    import tensorflow as tf
+
+    _, snn = converted(tutorial_convnet, seed=1)
+    back = import_nir(export_nir(snn))
+    served = tf.saved_model.load(str(ksc.export(back, tmp_path / "served")))
+    x = inputs(snn)
+    (out,) = served.signatures["sequence"](**{back.inputs[0].name: tf.constant(x)}).values()
+    np.testing.assert_allclose(out.numpy(), np.asarray(back.predict(x, verbose=0)), atol=1e-4)
+
+
 def test_a_spikingjelly_network_imports_with_its_outputs():
     from spikingjelly.activation_based import functional, layer, neuron
 
