@@ -193,6 +193,12 @@ class _Exporter:
         self.shapes[key] = shape
         values[self.plan.inputs[0]] = _Value([_Part(key)], shape)
         for site in self.plan.sites:
+            if site.tensors is None:
+                _refuse(
+                    site.layer,
+                    f"runs inside the nested model '{site.path[0]}'",
+                    "Export a model without nested models (build it from their layers).",
+                )
             args = [values[i] for i in site.inputs]
             out_shape = tuple(site.tensors[0].shape[2:]) if site.tensors else None
             values[site.outputs[0]] = self.site(site, args, out_shape)
@@ -379,7 +385,21 @@ class _Exporter:
                 "keeps an activation that was not made a neuron",
                 "Convert it with swap_activations that make every activation a neuron.",
             )
-        kind = {L.Dense: "dense", L.Conv1D: "conv1d", L.Conv2D: "conv2d"}[type(layer)]
+        kind = (
+            "dense"
+            if isinstance(layer, L.Dense)
+            else "conv1d"
+            if isinstance(layer, L.Conv1D)
+            else "conv2d"
+        )
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            _refuse(layer, "works on channels-first maps", "Use data_format='channels_last'.")
+        if kind == "dense" and len(value.shape) > 1:
+            _refuse(
+                layer,
+                f"applies to every position of a {value.shape} map, which NIR's Affine does not",
+                "Use a 1x1 Conv2D (or Conv1D), or a Flatten before the Dense layer.",
+            )
         kernel = layer.kernel.numpy().astype("float64")
         groups = getattr(layer, "groups", 1)
         if groups != 1:
@@ -972,10 +992,10 @@ def _import_node(key, node, args, nir, dt, graph_dt):
         weight = np.asarray(node.weight, dtype="float32")  # (out, in)
         bias = np.asarray(node.bias, "float32") if isinstance(node, nir.Affine) else None
         kernel = weight.T
-        if order != "cf" and len(order) == 3:
+        if order != "cf":
             # Rows in NIR's flattened (C, H, W) order; Keras flattened (H, W, C).
-            c, h, w = order
-            kernel = kernel.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
+            rows = kernel.reshape(*order, kernel.shape[-1])
+            kernel = np.moveaxis(rows, 0, -2).reshape(-1, kernel.shape[-1])
         layer = L.Dense(kernel.shape[1], use_bias=bias is not None, name=key)
         y = layer(x)
         layer.set_weights([kernel] + ([bias] if bias is not None else []))
@@ -1021,7 +1041,7 @@ def _import_node(key, node, args, nir, dt, graph_dt):
                 f"of {shape}; this import reads Flatten of the whole sample (start_dim=0)."
             )
         y = L.Flatten(name=key)(x)
-        return y, (int(np.prod(shape)),), tuple(shape) if len(shape) == 3 else "cf"
+        return y, (int(np.prod(shape)),), tuple(shape) if len(shape) >= 2 else "cf"
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
         size = tuple(int(s) for s in np.broadcast_to(np.asarray(node.kernel_size), (2,)))
         stride = tuple(int(s) for s in np.broadcast_to(np.asarray(node.stride), (2,)))

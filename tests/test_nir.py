@@ -201,6 +201,10 @@ def test_spikingjelly_gives_our_spikes_on_more_layers(build):
 
 @pytest.mark.parametrize("build", [tutorial_convnet, skip_net], ids=["tutorial", "skip"])
 def test_export_then_import_gives_the_same_outputs(build, tmp_path):
+    check_round_trip(build, tmp_path)
+
+
+def check_round_trip(build, tmp_path):
     _, snn = converted(build, seed=1)
     export_nir(snn, tmp_path / "net.nir")
     back = import_nir(tmp_path / "net.nir")
@@ -390,3 +394,10 @@ def test_concatenate_folds_into_the_weights():
     x = inputs(snn, batch=2)
     theirs = reader_counts(sj_nir.import_from_nir(graph, dt=1), x, names)
     assert_same_spikes(our_counts(snn, x), theirs)
+
+
+@pytest.mark.parametrize(
+    "build", [extras_net, conv1d_net, concat_net], ids=["extras", "conv1d", "concat"]
+)
+def test_export_then_import_on_more_layers(build, tmp_path):
+    check_round_trip(build, tmp_path)
