@@ -75,6 +75,8 @@ class _Part:
     # (offset, total): the part is channels offset.. of a concatenation of `total` channels
     # (zero elsewhere); only for a part without `weight`.
     embed: object = None
+    # Zeros around the map, per spatial axis (a ZeroPadding before a convolution).
+    pad: object = None
 
 
 @dataclasses.dataclass
@@ -257,6 +259,8 @@ class _Exporter:
             return self.flatten(layer, args[0], out_shape)
         if isinstance(layer, L.Concatenate):
             return self.concatenate(layer, args, out_shape)
+        if isinstance(layer, (L.ZeroPadding1D, L.ZeroPadding2D)):
+            return self.zero_pad(layer, args[0], out_shape)
         if isinstance(layer, (L.AveragePooling2D,)):
             return self.avg_pool(layer, args[0], out_shape)
         if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D)):
@@ -304,7 +308,7 @@ class _Exporter:
     def flatten(self, layer, value, out_shape):
         parts = []
         for p in value.parts:
-            if p.weight is not None or p.flat is not None:
+            if p.weight is not None or p.flat is not None or p.pad:
                 p = _Part(self.emit(p, 0.0))
             parts.append(dataclasses.replace(p, flat=value.shape))
         bias = np.broadcast_to(np.asarray(value.bias), value.shape).reshape(-1)
@@ -322,10 +326,38 @@ class _Exporter:
             )
         parts = []
         for p in value.parts:
-            if p.weight is not None or p.pool is not None or p.flat is not None:
+            if p.weight is not None or p.pool is not None or p.flat is not None or p.pad:
                 p = _Part(self.emit(p, 0.0))
             parts.append(dataclasses.replace(p, pool=pool))
         return _Value(parts, out_shape, value.bias)
+
+    def zero_pad(self, layer, value, out_shape):
+        """Zeros around a map: the next convolution's padding, where it pads both sides alike."""
+        padding = np.asarray(layer.padding).reshape(len(value.shape) - 1, 2)
+        if (
+            np.any(padding[:, 0] != padding[:, 1])
+            or getattr(layer, "data_format", "channels_last") != "channels_last"
+        ):
+            _refuse(
+                layer,
+                f"pads {padding.tolist()}, not both sides alike (NIR pads both sides alike)",
+                "Pad both sides alike, or use padding='same' with an odd kernel and stride 1.",
+            )
+        if np.any(np.asarray(value.bias) != 0):
+            _refuse(
+                layer,
+                "pads a map with a constant offset (a BatchNormalization shift before it)",
+                "Fold the BatchNormalization into the layer before it.",
+            )
+        parts = []
+        for p in value.parts:
+            if p.weight is not None or p.pool is not None or p.flat is not None or p.embed:
+                p = _Part(self.emit(p, 0.0))
+            pad = tuple(int(x) for x in padding[:, 0])
+            if p.pad is not None:
+                pad = tuple(a + b for a, b in zip(p.pad, pad, strict=True))
+            parts.append(dataclasses.replace(p, pad=pad))
+        return _Value(parts, out_shape, 0.0)
 
     def concatenate(self, layer, values, out_shape):
         """Channels side by side: each part gives its channels of the result, zero elsewhere
@@ -342,7 +374,7 @@ class _Exporter:
         for value in values:
             n = value.shape[-1]
             for p in value.parts:
-                if p.weight is None and (p.embed is not None or p.flat is not None):
+                if p.weight is None and (p.embed is not None or p.flat is not None or p.pad):
                     p = _Part(self.emit(p, 0.0))
                 if p.weight is None:
                     parts.append(dataclasses.replace(p, embed=(offset, total)))
@@ -370,7 +402,7 @@ class _Exporter:
         pool = tuple(value.shape[:-1])
         parts = []
         for p in value.parts:
-            if p.weight is not None or p.pool is not None or p.flat is not None:
+            if p.weight is not None or p.pool is not None or p.flat is not None or p.pad:
                 p = _Part(self.emit(p, 0.0))
             parts.append(
                 dataclasses.replace(p, pool=pool, flat=(1,) * len(pool) + value.shape[-1:])
@@ -456,6 +488,13 @@ class _Exporter:
         if part.flat is not None:
             _refuse(layer, "reads a flattened input", "Use a Dense layer after a Flatten.")
         rank = 1 if kind == "conv1d" else 2
+        if part.pad is not None:
+            padded = self.compose(
+                layer, kind, kernel, dataclasses.replace(part, pad=None), in_shape
+            )
+            padded.padding = tuple(a + b for a, b in zip(padded.padding, part.pad, strict=True))
+            padded.input_shape = tuple(self.shapes[_keys(part.src)[0]][:rank])
+            return padded
         stride = tuple(layer.strides)
         dilation = tuple(layer.dilation_rate)
         spatial = tuple(in_shape[:rank])
@@ -486,6 +525,11 @@ class _Exporter:
         """Emits `part` as NIR nodes; returns the key of the last one."""
         nir = self.nir
         src = part.src
+        if part.weight is None and part.pad is not None:
+            raise NIRExportError(
+                "export_nir(): a ZeroPadding is read by something other than a convolution; "
+                "NIR pads only in its Conv nodes. Put the convolution right after the padding."
+            )
         if part.weight is None:
             if part.pool is not None:
                 shape = self.shapes[_keys(src)[0]]
@@ -741,7 +785,7 @@ def _merged(parts):
         if p.weight is not None:
             same_src[id(p)] = p
             continue
-        key = (_keys(p.src), p.pool, p.flat, p.embed)
+        key = (_keys(p.src), p.pool, p.flat, p.embed, p.pad)
         if key in same_src:
             q = same_src[key]
             same_src[key] = dataclasses.replace(q, scale=np.asarray(q.scale) + p.scale)
@@ -758,6 +802,7 @@ def _merged(parts):
             p.pool,
             p.flat,
             p.embed,
+            p.pad,
         )
         if key in merged and not set(_keys(merged[key].src)) & set(_keys(p.src)):
             q = merged[key]

@@ -188,7 +188,19 @@ def conv1d_net():
     return keras.Model(inp, L.Dense(2, name="out")(L.Flatten()(h)), name="conv1d")
 
 
-@pytest.mark.parametrize("build", [extras_net, conv1d_net], ids=["extras", "conv1d"])
+def pad_net():
+    """ZeroPadding before convolutions: their padding in NIR."""
+    inp = keras.Input((11, 11, 2))
+    h = L.ZeroPadding2D(1, name="pad1")(inp)
+    h = L.Conv2D(4, 3, strides=2, activation="relu", name="c1")(h)
+    h = L.ZeroPadding2D(2, name="pad2")(h)
+    h = L.Conv2D(4, 3, padding="same", activation="relu", name="c2")(h)
+    return keras.Model(inp, L.Dense(3, name="out")(L.Flatten()(h)), name="pad")
+
+
+@pytest.mark.parametrize(
+    "build", [extras_net, conv1d_net, pad_net], ids=["extras", "conv1d", "zero-padding"]
+)
 def test_spikingjelly_gives_our_spikes_on_more_layers(build):
     # SpikingJelly only: Norse 1.1.0 imports neither AvgPool2d nor Conv1d (docs/nir.md).
     _, snn = converted(build, seed=0)
@@ -397,7 +409,9 @@ def test_concatenate_folds_into_the_weights():
 
 
 @pytest.mark.parametrize(
-    "build", [extras_net, conv1d_net, concat_net], ids=["extras", "conv1d", "concat"]
+    "build",
+    [extras_net, conv1d_net, concat_net, pad_net],
+    ids=["extras", "conv1d", "concat", "zero-padding"],
 )
 def test_export_then_import_on_more_layers(build, tmp_path):
     check_round_trip(build, tmp_path)
