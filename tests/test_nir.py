@@ -202,7 +202,8 @@ def pad_net():
     "build", [extras_net, conv1d_net, pad_net], ids=["extras", "conv1d", "zero-padding"]
 )
 def test_spikingjelly_gives_our_spikes_on_more_layers(build):
-    # SpikingJelly only: Norse 1.1.0 imports neither AvgPool2d nor Conv1d (docs/nir.md).
+    # SpikingJelly only: Norse 1.1.0 imports neither AvgPool2d nor Conv1d (measured in
+    # docs/nir.md: a KeyError for conv1d_net, the wrong output for extras_net).
     _, snn = converted(build, seed=0)
     graph = export_nir(snn)
     names = [site.layer.name for site in plan_of(snn).neurons()]
