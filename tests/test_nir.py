@@ -416,3 +416,38 @@ def test_concatenate_folds_into_the_weights():
 )
 def test_export_then_import_on_more_layers(build, tmp_path):
     check_round_trip(build, tmp_path)
+
+
+def test_a_hand_written_graph_imports_as_spikingjelly_runs_it():
+    # SumPool2d, padding, a threshold other than 1: what the PyTorch libraries may write.
+    rng = np.random.default_rng(0)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 8, 8])}),
+        "conv": nir.Conv2d(
+            input_shape=(8, 8),
+            weight=rng.normal(0, 0.5, (4, 2, 3, 3)).astype("float32"),
+            stride=1,
+            padding=1,
+            dilation=1,
+            groups=1,
+            bias=rng.normal(0, 0.1, 4).astype("float32"),
+        ),
+        "neuron": nir.IF(
+            r=np.ones((4, 8, 8)), v_threshold=np.full((4, 8, 8), 0.7), v_reset=np.zeros((4, 8, 8))
+        ),
+        "pool": nir.SumPool2d(
+            kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+        ),
+        "flat": nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0),
+        "fc": nir.Affine(
+            weight=rng.normal(0, 0.3, (3, 64)).astype("float32"), bias=np.zeros(3, "float32")
+        ),
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }
+    edges = [("input", "conv"), ("conv", "neuron"), ("neuron", "pool"), ("pool", "flat")]
+    graph = nir.NIRGraph(nodes, [*edges, ("flat", "fc"), ("fc", "output")])
+    x = np.random.default_rng(1).uniform(0, 1, (2, T, 8, 8, 2)).astype("float32")
+    theirs, _ = reader_counts(sj_nir.import_from_nir(graph, dt=1), x, [])
+    ours = np.asarray(import_nir(graph).predict(x, verbose=0))
+    assert np.abs(theirs).sum() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
