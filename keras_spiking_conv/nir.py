@@ -922,7 +922,8 @@ def import_nir(graph_or_path, *, dt=0.001, graph_dt=1.0, readout=None):
     The graph runs one step per update, as Norse and SpikingJelly run it with `dt=1`: an
     `IF` node (`r`, `v_threshold`, `v_reset = 0`) becomes `SpikingReLU(reset="zero",
     max_spikes_per_step=1, initial_voltage=0)`, its input multiplied by
-    `r / v_threshold`, its spikes worth 1; `Conv1d`, `Conv2d`, `Affine`, `Linear` and
+    `r * graph_dt / v_threshold` (and by `1 / dt`, with `amplitude=dt`: its spikes are
+    worth 1, as in the graph); `Conv1d`, `Conv2d`, `Affine`, `Linear` and
     `Flatten` become the Keras layers (channels last; a Dense after a Flatten gets its
     rows reordered from NIR's channels-first order), several edges into a node an `Add`,
     `AvgPool2d` and `SumPool2d` average pooling. The result is what `convert` returns, so
@@ -942,6 +943,11 @@ def import_nir(graph_or_path, *, dt=0.001, graph_dt=1.0, readout=None):
 
     Returns:
         A converted `keras.Model` (a `SpikingModel`).
+
+    Raises:
+        ValueError: A node this import does not read (`LIF`, `LI`, `CubaLIF`, `Scale`,
+            ...), a recurrent graph, several inputs or outputs, an `IF` that resets to
+            another voltage or whose parameters differ between neurons.
     """
     nir = _nir()
     graph = (
