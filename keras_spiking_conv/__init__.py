@@ -11,6 +11,7 @@ from keras_spiking_conv import (
     latency,
     layers,
     neurons,
+    nir,
     plotting,
     regularizers,
     runtime,
@@ -59,6 +60,7 @@ from keras_spiking_conv.layers import (
     TimeFold,
     TimeReadout,
 )
+from keras_spiking_conv.nir import NIRExportError, export_nir, import_nir
 from keras_spiking_conv.runtime import (
     FusedNetwork,
     NetworkCell,
@@ -92,6 +94,9 @@ __all__ = [
     "plot_latency",
     "LatencySweep",
     "export",
+    "export_nir",
+    "import_nir",
+    "NIRExportError",
     "estimate_energy",
     "register_device",
     "EnergyReport",
@@ -130,6 +135,7 @@ __all__ = [
     "latency",
     "layers",
     "neurons",
+    "nir",
     "plotting",
     "regularizers",
     "runtime",
