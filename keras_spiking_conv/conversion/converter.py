@@ -627,7 +627,7 @@ class ConversionContext(LayerCloner):
             dtype=NEURON_DTYPE,
             name=self.unique_name(f"{source}_neuron"),
         )
-        return cell, float(o.lookup(o.scale, source))
+        return cell, o.lookup(o.scale, source)
 
     def _after_neuron(self, source, neuron, x, scale, synapse, spiking):
         """The end of every neuron block: `neuron(x)` -> [RateScale(1/s)] -> [synapse],

@@ -21,7 +21,6 @@ model's output is read out at the last frame (`TimeReadout("last")`).
 """
 
 import keras
-import numpy as np
 
 from keras_spiking_conv.conversion.activations import layer_activation_key
 from keras_spiking_conv.conversion.cloning import copy_weights
@@ -265,12 +264,6 @@ def _recurrent(layer, args, context):
     if isinstance(layer, L.SimpleRNN) and key is not None:
         if key in context.options.swap or context.wants_neuron(layer.name, key):
             neuron, scale = context.recurrent_neuron(layer.name, key)
-            if np.ndim(scale):
-                raise ConversionError(
-                    f"convert(temporal=True): `scale_firing_rates` of recurrent layer "
-                    f"'{layer.name}' ({type(layer).__name__}) must be one number (its "
-                    "neurons feed back into each other with one scale)."
-                )
     elif key is not None and key in context.options.swap:
         note = f"its gates stay rate ({type(layer).__name__} cells are not swapped)"
     new = context.clone(

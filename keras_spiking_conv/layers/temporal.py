@@ -19,6 +19,7 @@ plan and the step engine run them like any other layer with a state.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_spiking_conv import neurons
@@ -354,8 +355,8 @@ class FrameRecurrenceCell(FeatureCell):
             cell's.
         neuron: `None`, or a neuron cell (`SpikingReLUCell`, `LIFCell`,
             `SpikingActivationCell`) or its serialized config.
-        scale: The neuron's firing-rate scale (NengoDL's `scale_firing_rates`).
-            Defaults to `1.0`.
+        scale: The neuron's firing-rate scale (NengoDL's `scale_firing_rates`): one
+            number, or one per unit (as `calibrate` gives them). Defaults to `1.0`.
         delay: Steps between a step and the one its recurrent input comes from.
             Defaults to `1`.
         **kwargs: Base layer keyword arguments.
@@ -373,7 +374,10 @@ class FrameRecurrenceCell(FeatureCell):
                     f"{type(self.cell).__name__}'s gates stay rate. Pass neuron=None."
                 )
             self.neuron = _deserialize(neuron, (FeatureCell,), "neuron", owner)
-        self.scale = float(scale)
+        if np.ndim(scale) == 0:
+            self.scale = float(scale)
+        else:
+            self.scale = tuple(float(v) for v in np.ravel(scale))
         if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
             raise ValueError(
                 f"{owner}: Argument `delay` must be an integer >= 1. Received: delay={delay!r}"
@@ -461,10 +465,11 @@ class FrameRecurrenceCell(FeatureCell):
             neuron_state = (
                 neuron_parts[0] if len(neuron_parts) == 1 else ops.stack(neuron_parts, axis=1)
             )
+            scale = ops.convert_to_tensor(np.asarray(self.scale), dtype=current.dtype)
             spikes, (neuron_state,) = self.neuron(
-                current * self.scale, [neuron_state], training=training
+                current * scale, [neuron_state], training=training
             )
-            output = spikes / self.scale
+            output = spikes / scale
             new = [output]
             rest = [neuron_state] if len(neuron_parts) == 1 else ops.unstack(neuron_state, axis=1)
         updated = []
