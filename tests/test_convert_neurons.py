@@ -117,6 +117,12 @@ def test_exported_signatures_give_the_same_spikes(tmp_path, make):
 def test_lif_string_swap_report_and_reconversion():
     converter = ksc.Converter(conv_net(), swap_activations={"relu": "lif"})
     assert sorted(converter.report.spiking_layers) == ["conv", "hidden"]
+    notes = [row["note"] for row in converter.report.rows if row["layer"] == "conv"]
+    assert notes == ["spiking LIF (conv_neuron)"]
+    tanh = ksc.Converter(conv_net("tanh"), swap_activations={"tanh": "spiking"}).report
+    assert [r["note"] for r in tanh.rows if r["layer"] == "hidden"] == [
+        "spiking tanh (hidden_neuron)"
+    ]
     again = ksc.convert(converter.model)  # no swap: the same neuron type, as rates
     lifs = [layer for layer in again.layers if isinstance(layer, ksc.LIF)]
     assert len(lifs) == 2 and not any(n.spiking for n in lifs)

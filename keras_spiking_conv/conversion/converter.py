@@ -650,7 +650,12 @@ class ConversionContext(LayerCloner):
                 name=self.unique_name(f"{source}_synapse"),
             )(x)
         self.report.add_block(
-            source, spiking=spiking, scale=scale, synapse=synapse, neuron=neuron.name
+            source,
+            spiking=spiking,
+            scale=scale,
+            synapse=synapse,
+            neuron=neuron.name,
+            kind=_neuron_kind(neuron),
         )
         return x
 
@@ -703,6 +708,16 @@ class ConversionContext(LayerCloner):
                 original layer's name, if different) and `rule` (a rule's name).
         """
         self.report.add_layer(layer, **info)
+
+
+def _neuron_kind(neuron):
+    """What the report calls a neuron: "ReLU", "LIF", "tanh", "sigmoid (poisson)", ..."""
+    if isinstance(neuron, LIF):
+        return "LIF"
+    if isinstance(neuron, SpikingActivation):
+        mode = "" if neuron.mode == "regular" else f" ({neuron.mode})"
+        return f"{neuron.cell.activation_name}{mode}"
+    return "ReLU"
 
 
 def _times(scale, factor):

@@ -60,10 +60,17 @@ class ConversionReport:
                     inner[match[2] + (match[1] or "")] = value
             report._set_layer_errors(steps, inner)
 
-    def add_block(self, source, spiking, scale, synapse, neuron):
-        """`synapse`: None or the synapse's arguments (`tau`, maybe `trainable_tau`, ...)."""
+    def add_block(self, source, spiking, scale, synapse, neuron, kind="ReLU"):
+        """`synapse`: None or the synapse's arguments (`tau`, maybe `trainable_tau`, ...);
+        `kind`: what the neuron computes ("ReLU", "LIF", "tanh", ...)."""
         self._blocks.setdefault(source, []).append(
-            {"spiking": spiking, "scale": scale, "synapse": synapse, "neuron": neuron}
+            {
+                "spiking": spiking,
+                "scale": scale,
+                "synapse": synapse,
+                "neuron": neuron,
+                "kind": kind,
+            }
         )
 
     def neuron_blocks(self, source):
@@ -155,7 +162,7 @@ class ConversionReport:
                 continue
             block = self._blocks[source][-1]
             row["spiking"] = block["spiking"]
-            parts = ["spiking ReLU" if block["spiking"] else "rate ReLU"]
+            parts = [f"{'spiking' if block['spiking'] else 'rate'} {block['kind']}"]
             scale = block["scale"]
             if isinstance(scale, tuple):
                 parts.append(f"scale {min(scale):g}-{max(scale):g} (per channel)")
