@@ -197,10 +197,11 @@ def test_bad_temporal_options():
 
 
 def test_more_steps_per_frame_code_each_frame_finer():
-    # Spiking neurons start each frame afresh and integrate its input over its steps:
-    # with k steps a frame's value is coded in k chances to spike, so the error of the
-    # spiking SimpleRNN net falls as k grows (measured on this net: 1.37, 0.46, 0.12,
-    # 0.03 mean relative error at k = 1, 4, 16, 64).
+    # Spiking ReLUs take each frame's ReLU (a negative voltage rises to zero at the
+    # frame's start) and integrate its input over its steps: with k steps a frame's value
+    # is coded in k chances to spike, so the error of the spiking SimpleRNN net falls as
+    # k grows (measured on this net, 64 sequences: 1.52, 0.52, 0.16, 0.04 mean relative
+    # error at k = 1, 4, 16, 64).
     model = rnn_net()
     x = _x(n=16)
     expected = model.predict(x, verbose=0)

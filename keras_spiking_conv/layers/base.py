@@ -87,6 +87,11 @@ class FeatureCell(keras.layers.Layer):
     def get_initial_state(self, batch_size=None):
         return [self.initial_state_value(batch_size)]
 
+    def start_frame(self, state, batch_size):
+        """The state at the start of a frame of a temporal model (`convert(...,
+        temporal=True)`): by default the initial state, so each frame is coded afresh."""
+        return ops.cast(self.initial_state_value(batch_size), self.compute_dtype)
+
 
 class FeatureSequence(Recorded, keras.layers.RNN):
     """`keras.layers.RNN` over `(batch, time, *features)` for a `FeatureCell`.

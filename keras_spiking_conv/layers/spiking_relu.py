@@ -272,6 +272,16 @@ class SpikingReLUCell(FeatureCell):
         zeros = ops.zeros(shape, dtype=self.compute_dtype)
         return ops.stack([voltage] + [zeros] * (self.n_components - 1), axis=1)
 
+    def start_frame(self, state, batch_size):
+        """The state at the start of a frame of a temporal model: a negative voltage
+        (the net input of the frames before was negative) rises to zero, so the neuron
+        takes the ReLU of each frame; the positive remainder, less than a spike, carries
+        over, so its rounding is paid back in the next frame. A neuron with more state
+        (negative spikes, a clip) starts afresh."""
+        if self.n_components > 1:
+            return super().start_frame(state, batch_size)
+        return ops.maximum(state, ops.zeros_like(state))
+
     def rates(self, inputs):
         max_rate = None if self._clip is None else self._clip_tensor(inputs.dtype) / self.dt
         return neurons.spiking_relu_rates(inputs, self.amplitude, max_rate)

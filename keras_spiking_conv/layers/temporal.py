@@ -437,14 +437,19 @@ class FrameRecurrenceCell(FeatureCell):
         return parts[0] if len(parts) == 1 else ops.stack(parts, axis=1)
 
     def start_frame(self, state, batch_size):
-        """The state at the start of a frame: the neuron starts afresh, the ring of
-        recurrent values carries over."""
+        """The state at the start of a frame: the ring of recurrent values carries over;
+        the neuron's part is what its cell keeps (`start_frame`)."""
         if self.neuron is None:
             return state
         parts = ops.unstack(state, axis=1)
-        fresh = ops.unstack(self.initial_state_value(batch_size), axis=1)
         kept = self._recurrent * self.delay
-        return ops.stack(parts[:kept] + fresh[kept:], axis=1)
+        neuron_parts = parts[kept:]
+        neuron_state = (
+            neuron_parts[0] if len(neuron_parts) == 1 else ops.stack(neuron_parts, axis=1)
+        )
+        neuron_state = self.neuron.start_frame(neuron_state, batch_size)
+        rest = [neuron_state] if len(neuron_parts) == 1 else ops.unstack(neuron_state, axis=1)
+        return ops.stack(parts[:kept] + rest, axis=1)
 
     def call(self, inputs, states, training=False):
         state = states[0]

@@ -115,19 +115,17 @@ def _step_site(site, args, kwargs, states, new_states, training):
 
 
 def start_frame(plan, states, batch_size):
-    """A temporal model's states at the start of a frame: its neurons start afresh, so
-    each frame is coded in its own steps; synapses, recurrent outputs, convolution
-    frames and pooling carry over (`FrameRecurrenceCell.start_frame` resets its
-    neuron)."""
+    """A temporal model's states at the start of a frame: each neuron's cell says what it
+    keeps (`FeatureCell.start_frame`: by default it starts afresh, so each frame is coded
+    in its own steps; a spiking ReLU keeps its positive remainder); synapses, convolution
+    frames, pooling and recurrent values carry over (`FrameRecurrenceCell.start_frame`
+    asks its neuron)."""
     new = dict(states)
     for site in plan.sites:
         if site.state is None:
             continue
-        key = site.state.key
-        if site.role == "neuron":
-            (value,) = site.layer.get_initial_state(batch_size)
-            new[key] = ops.cast(value, site.layer.compute_dtype)
-        elif hasattr(site.layer.cell, "start_frame"):
+        if site.role == "neuron" or hasattr(site.layer.cell, "neuron"):
+            key = site.state.key
             new[key] = site.layer.cell.start_frame(states[key], batch_size)
     return new
 
