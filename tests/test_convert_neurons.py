@@ -239,4 +239,4 @@ def test_calibrate_scales_the_relus_and_explains_the_other_neurons():
     ]
     rate = model.predict(x, verbose=0)
     out = snn.predict(np.repeat(x[:, None], 200, axis=1), verbose=0)
-    assert np.count_nonzero(out) and np.abs(out - rate).max() < 0.1 * np.abs(rate).max()
+    assert np.count_nonzero(out) and np.abs(out - rate).max() < 0.2 * np.abs(rate).max()

@@ -441,7 +441,7 @@ class FrameRecurrenceCell(FeatureCell):
         the neuron's part is what its cell keeps (`start_frame`)."""
         if self.neuron is None:
             return state
-        parts = ops.unstack(state, axis=1)
+        parts = list(ops.unstack(state, axis=1))
         kept = self._recurrent * self.delay
         neuron_parts = parts[kept:]
         neuron_state = (
@@ -449,12 +449,12 @@ class FrameRecurrenceCell(FeatureCell):
         )
         neuron_state = self.neuron.start_frame(neuron_state, batch_size)
         rest = [neuron_state] if len(neuron_parts) == 1 else ops.unstack(neuron_state, axis=1)
-        return ops.stack(parts[:kept] + rest, axis=1)
+        return ops.stack([*parts[:kept], *rest], axis=1)
 
     def call(self, inputs, states, training=False):
         state = states[0]
         n, k = len(self._parts), self.delay
-        parts = [state] if n == 1 else ops.unstack(state, axis=1)
+        parts = [state] if n == 1 else list(ops.unstack(state, axis=1))
         rings = [parts[i * k : (i + 1) * k] for i in range(self._recurrent)]
         previous = [ring[0] for ring in rings]  # from `delay` steps before
         if self.neuron is None:
