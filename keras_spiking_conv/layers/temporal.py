@@ -179,9 +179,15 @@ class CausalConv1D(_FrameSequence):
     with the same weights (`convert(..., temporal=True)` makes it from one).
 
     Args:
-        filters, kernel_size, dilation_rate, activation, use_bias: As `Conv1D`.
-        return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`
-            (`return_sequences` defaults to `True`).
+        filters: Output channels, as `Conv1D`'s.
+        kernel_size: Frames the kernel spans (at least 2).
+        dilation_rate: Frames between the kernel's taps. Defaults to `1`.
+        activation: Applied to the output. Defaults to `None` (linear).
+        use_bias: Defaults to `True`.
+        return_sequences: Return every step (the default, `True`) or the last.
+        return_state: Also return the final state. Defaults to `False`.
+        stateful: Keep the state between batches. Defaults to `False`.
+        unroll: Unroll the loop over time. Defaults to `False`.
         **kwargs: Base layer keyword arguments.
     """
 
@@ -287,7 +293,10 @@ class RunningPooling(_FrameSequence):
     Args:
         mode: `"mean"` or `"max"`. Defaults to `"mean"`.
         steps: Simulation steps per frame (`RunningPoolingCell`). Defaults to `1`.
-        return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`.
+        return_sequences: Return every step (the default, `True`) or the last.
+        return_state: Also return the final state. Defaults to `False`.
+        stateful: Keep the state between batches. Defaults to `False`.
+        unroll: Unroll the loop over time. Defaults to `False`.
         **kwargs: Base layer keyword arguments.
     """
 
@@ -502,11 +511,18 @@ class FrameRecurrence(_FrameSequence):
     (`FrameRecurrenceCell`); with a `neuron`, a spiking recurrent layer.
 
     Args:
-        cell, neuron, scale, delay: As `FrameRecurrenceCell`.
-        return_sequences, return_state, stateful, unroll: As `keras.layers.RNN`
-            (`return_sequences` defaults to `True`: `convert` reads the last frame
-            out where the original returned it alone).
+        cell: A Keras `SimpleRNNCell`, `GRUCell` or `LSTMCell` (or its config).
+        neuron: `None`, or a neuron cell in place of a `SimpleRNNCell`'s activation.
+        scale: The neuron's firing-rate scale, one or one per unit. Defaults to `1.0`.
+        delay: Steps between a step and its recurrent input. Defaults to `1`.
+        return_sequences: Return every step (the default, `True`) or the last.
+        return_state: Also return the final state. Defaults to `False`.
+        stateful: Keep the state between batches. Defaults to `False`.
+        unroll: Unroll the loop over time. Defaults to `False`.
         **kwargs: Base layer keyword arguments.
+
+    `convert` keeps every frame (`return_sequences=True`) and reads the last frame out
+    where the original returned it alone.
     """
 
     state_kind = "recurrent"
