@@ -17,7 +17,14 @@ activations over images and frames: one spike per step there), at `steps_per_fra
 first `--test-images` test images; the streaming cost is the time of one frame through
 `Stream` for a batch of 100, median of 20 frames (after a warm-up frame).
 
-    python benchmarks/temporal.py                 # about 10 minutes on 2 cores
+Quantization-aware rows: `quantize_activations(model, levels)` for `--qat-levels`
+(the SimpleRNN's ReLU quantized inside its recurrence), fine-tuned `--qat-epochs`
+epochs, converted with spiking ReLUs with negative spikes at each k <= levels
+(`scale_firing_rates=levels / k`: at most levels / k spikes a step); the quantized
+ANN's accuracy beside them, and each spiking layer's mean net spikes per neuron per step
+(`firing_rates` on 500 test sequences).
+
+    python benchmarks/temporal.py                 # about 30 minutes on 2 cores
     python benchmarks/temporal.py --quick         # a smoke run
 
 Results: benchmarks/results/temporal/ (JSON and markdown) and docs/temporal.md.
@@ -39,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras_spiking_conv as ksc  # noqa: E402
 from keras_spiking_conv import datasets  # noqa: E402
+from keras_spiking_conv.callbacks import firing_rates  # noqa: E402
 
 L = keras.layers
 
@@ -80,6 +88,52 @@ def frame_cost(snn, x, frames=20):
     return statistics.median(times)
 
 
+def quantization_aware(model, levels, xtr, ytr, xte, yte, args):
+    """`quantize_activations(levels)` (the SimpleRNN's ReLU quantized inside its
+    recurrence), fine-tuned for `args.qat_epochs`; then spiking ReLUs with negative
+    spikes (clipped at the learned threshold, as the QuantizedReLU is) at each
+    `steps_per_frame` k <= levels of `args.steps`, `scale_firing_rates=levels / k`: at
+    most `levels / k` spikes a step, `levels` a frame, so each frame computes the
+    quantized ANN's levels. Returns the quantized ANN's accuracy, the spiking model's
+    at each k, and each spiking layer's mean (net) spikes per neuron per step."""
+    keras.utils.set_random_seed(args.seed)
+    q = ksc.quantize_activations(model, levels=levels, x=xtr[:2000])
+    q.compile(
+        optimizer=keras.optimizers.Adam(args.qat_lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    history = q.fit(
+        xtr,
+        ytr,
+        epochs=args.qat_epochs,
+        batch_size=128,
+        verbose=2,
+        validation_data=(xte, yte),
+    )
+    result = {
+        "quantized_ann": accuracy(q, xte, yte),
+        "fine_tune_seconds": time.perf_counter() - start,
+        "test_accuracy_per_epoch": [100 * a for a in history.history["val_accuracy"]],
+        "spiking": {},
+        "spikes_per_step": {},
+    }
+    for k in [k for k in args.steps if k <= levels]:
+        snn = ksc.convert(
+            q,
+            temporal=True,
+            steps_per_frame=k,
+            swap_activations={ksc.QuantizedReLU: ksc.SpikingReLU(negative_spikes=True)},
+            scale_firing_rates=levels / k,
+        )
+        result["spiking"][k] = accuracy(snn, xte, yte)
+        rates = firing_rates(snn, xte[:500])
+        result["spikes_per_step"][k] = {name: r["mean"] * 0.001 for name, r in rates.items()}
+    print(model.name, "qat levels", levels, json.dumps(result), flush=True)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--networks", nargs="+", default=["conv1d", "simple_rnn", "gru"])
@@ -88,11 +142,15 @@ def main():
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--qat-levels", type=int, nargs="*", default=[4, 8])
+    parser.add_argument("--qat-epochs", type=int, default=8)
+    parser.add_argument("--qat-lr", type=float, default=5e-4)
     parser.add_argument("--out", default="benchmarks/results/temporal")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.train_images, args.test_images, args.steps = 1, 3000, 200, [1, 4]
+        args.qat_levels, args.qat_epochs = [4], 1
     (xtr, ytr), (xte, yte) = datasets.load_fashion_mnist()
     xtr = (xtr[: args.train_images] / 255.0).astype("float32")
     ytr = ytr[: args.train_images].astype("int64")
@@ -133,6 +191,9 @@ def main():
             row["frame_ms"][k] = 1000 * frame_cost(snn, xte[:100])
             print(name, "k", k, row["spiking"][k], f"{row['frame_ms'][k]:.2f} ms/frame", flush=True)
         row["calibrated_layers"] = sorted(scales)
+        row["qat"] = {}
+        for levels in args.qat_levels:
+            row["qat"][levels] = quantization_aware(model, levels, xtr, ytr, xte, yte, args)
         print(json.dumps(row), flush=True)
         results.append(row)
     os.makedirs(args.out, exist_ok=True)
@@ -143,7 +204,7 @@ def main():
         "keras": keras.__version__,
         "args": vars(args),
     }
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_seed{args.seed}" if args.seed else "")
     with open(Path(args.out) / f"fashion_rows{suffix}.json", "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     lines = [
@@ -162,6 +223,28 @@ def main():
             + " / ".join(f"{r['frame_ms'][k]:.1f}" for k in args.steps)
             + " |"
         )
+    lines += [
+        "",
+        "| network | ANN | levels | quantized ANN | "
+        + " | ".join(f"spiking, k = {k}" for k in args.steps)
+        + " | mean spikes per neuron per step (per spiking layer), k = "
+        + "/".join(str(k) for k in args.steps)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(args.steps) + "---|",
+    ]
+    for r in results:
+        for levels, qat in r["qat"].items():
+            spikes = "; ".join(
+                f"k={k}: " + ", ".join(f"{v:.3f}" for v in per_layer.values())
+                for k, per_layer in qat["spikes_per_step"].items()
+            )
+            lines.append(
+                f"| {r['network']} | {r['ann']:.2f} | {levels} | {qat['quantized_ann']:.2f} | "
+                + " | ".join(
+                    f"{qat['spiking'][k]:.2f}" if k in qat["spiking"] else "-" for k in args.steps
+                )
+                + f" | {spikes} |"
+            )
     table = "\n".join(lines)
     print(table)
     with open(Path(args.out) / f"fashion_rows{suffix}.md", "w") as f:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import keras_spiking_conv as ksc
+from keras_spiking_conv.callbacks import firing_rates
 
 L = keras.layers
 FRAMES, FEATURES = 12, 6
@@ -228,3 +229,98 @@ def test_more_steps_per_frame_code_each_frame_finer():
     layerwise.execution = "layers"
     with pytest.raises(ValueError, match="temporal model"):
         layerwise.predict(x, verbose=0)
+
+
+def test_quantization_aware_simple_rnn_spikes_its_quantized_ann_exactly(tmp_path):
+    # `quantize_activations` quantizes a SimpleRNN's ReLU inside the recurrence (a
+    # `QuantizedSimpleRNNCell`), so its threshold trains with the rest; converted with
+    # `levels` steps a frame, spiking ReLUs with negative spikes (which take back a spike
+    # fired too early, and clip at the threshold as the QuantizedReLU does) compute the
+    # quantized network exactly.
+    model = rnn_net()
+    x = _x(n=32)
+    q = ksc.quantize_activations(model, levels=4, x=x)
+    rnn = q.get_layer("r")
+    assert isinstance(rnn.cell, ksc.QuantizedSimpleRNNCell)
+    assert "threshold" in [w.name for w in rnn.trainable_weights]
+    expected = q.predict(x, verbose=0)
+    assert np.abs(expected - model.predict(x, verbose=0)).max() > 1e-3  # it quantizes
+    q.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = np.array(rnn.cell.quantizer.threshold.numpy())
+    q.fit(x, np.zeros((32, 4), "float32"), epochs=1, batch_size=8, verbose=0)
+    assert not np.allclose(before, rnn.cell.quantizer.threshold.numpy())
+    expected = q.predict(x, verbose=0)
+    q.save(tmp_path / "q.keras")
+    loaded = keras.saving.load_model(tmp_path / "q.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+
+    rate = ksc.convert(q, temporal=True)
+    np.testing.assert_allclose(rate.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    signed = ksc.convert(
+        q,
+        temporal=True,
+        steps_per_frame=4,
+        swap_activations={ksc.QuantizedReLU: ksc.SpikingReLU(negative_spikes=True)},
+    )
+    neuron = signed.get_layer("r").cell.neuron
+    assert neuron.spiking and neuron.negative_spikes and neuron.clip is not None
+    np.testing.assert_allclose(signed.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
+    # Without negative spikes a neuron keeps spikes it fired too early and fires past
+    # the threshold: the recurrence compounds it (measured 0.47 mean relative error).
+    unsigned = ksc.convert(
+        q, temporal=True, steps_per_frame=4, swap_activations={ksc.QuantizedReLU: "spiking_relu"}
+    )
+    error = np.abs(unsigned.predict(x, verbose=0) - expected).mean() / np.abs(expected).mean()
+    assert error > 0.05
+
+
+def test_firing_rates_of_a_spiking_simple_rnn():
+    model = rnn_net()
+    x = _x(n=8)
+    snn = ksc.convert(
+        model, temporal=True, swap_activations={"relu": "spiking_relu"}, scale_firing_rates=100.0
+    )
+    rates = firing_rates(snn, x)
+    assert sorted(rates) == ["d_neuron", "r"]
+    # The recurrent layer's output is its neurons' over the scale: rates in Hz are
+    # whole spike counts per step over dt.
+    _, out = ksc.probe(snn, ["r"]).predict(x, verbose=0)
+    counts = out * 100.0 * 0.001
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-4)
+    per_neuron = counts.mean(axis=1) / 0.001
+    assert rates["r"]["mean"] == pytest.approx(per_neuron.mean(), rel=1e-5)
+    assert rates["r"]["max"] == pytest.approx(per_neuron.max(), rel=1e-5)
+    assert rates["r"]["mean"] > 0
+
+
+def test_energy_counts_causal_convolutions_and_recurrent_layers():
+    x = _x(n=4)
+    snn = ksc.convert(
+        rnn_net(),
+        temporal=True,
+        swap_activations={"relu": "spiking_relu"},
+        scale_firing_rates=100.0,
+    )
+    report = ksc.estimate_energy(snn, x)
+    rows = {row.name: row for row in report.rows}
+    _, d, r = ksc.probe(snn, ["d", "r"]).predict(x, verbose=0)
+    d_spikes = (d * 0.001).sum(axis=(1, 2)).mean()  # the neuron's output (Hz) * dt
+    r_spikes = (r * 0.1).sum(axis=(1, 2)).mean()  # the layer's output * scale * dt
+    assert r_spikes > 0 and d_spikes > 0
+    # A spiking SimpleRNN: 8 neurons; each spike into it or of its own reaches its 8 units.
+    assert rows["r"].type == "SimpleRNN" and rows["r"].neurons == 8 and rows["r"].spiking
+    assert rows["r"].spikes == pytest.approx(r_spikes, rel=1e-5)
+    assert rows["r"].synops == pytest.approx(8 * (d_spikes + r_spikes), rel=1e-5)
+    assert rows["r"].dense_macs == 0 and rows["r"].macs == (8 + 8) * 8
+    assert rows["out"].synops == pytest.approx(4 * r_spikes, rel=1e-5)
+    # Rate layers over time compute every connection every step: a causal convolution
+    # on the inputs (3 taps x 6 features x 8 filters), a GRU (3 gates) on the spikes.
+    steps = FRAMES
+    conv = ksc.estimate_energy(ksc.convert(conv_net(), temporal=True), x)
+    c0 = next(row for row in conv.rows if row.name == "c0")
+    assert c0.type == "Conv1D" and c0.macs == 3 * 6 * 8
+    assert c0.dense_macs == steps * 3 * 6 * 8
+    gated = ksc.convert(gated_net(), temporal=True)
+    gru = next(row for row in ksc.estimate_energy(gated, x).rows if row.name == "gru")
+    assert gru.type == "GRU" and gru.macs == 3 * (6 + 8) * 8
+    assert gru.dense_macs == steps * 3 * (6 + 8) * 8

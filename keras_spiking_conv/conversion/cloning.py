@@ -54,8 +54,9 @@ class LayerCloner:
                 config["activation"] = "linear"
                 keep_activation = not drop_activation
             new_layer = type(layer).from_config(config)
-            if keep_activation:
-                new_layer.activation = activation
+            if keep_activation:  # a recurrent layer's activation is its cell's
+                target = new_layer.cell if isinstance(new_layer, keras.layers.RNN) else new_layer
+                target.activation = activation
             self._clones[id(layer)] = (new_layer, layer)
         return self._clones[id(layer)][0]
 

@@ -597,11 +597,13 @@ class ConversionContext(LayerCloner):
         )
         return self._after_neuron(source, neuron, x, scale, synapse, spiking)
 
-    def recurrent_neuron(self, source, key, own=None):
+    def recurrent_neuron(self, source, key, own=None, threshold=None):
         """The neuron cell and scale a recurrent layer's activation `key` becomes (a
         `SimpleRNN` of a temporal model, `FrameRecurrence`), or `(None, 1.0)` when it
         stays as it is. `own` is a re-converted layer's neuron cell, kept (as a rate
-        neuron) unless `swap_activations` says otherwise."""
+        neuron) unless `swap_activations` says otherwise. A `threshold` (of a
+        `QuantizedSimpleRNNCell`) sets the scale and clip of a spiking ReLU as
+        `neuron_block` does."""
         o = self.options
         spiking, template, kind = False, {}, None
         if own is not None:
@@ -618,6 +620,13 @@ class ConversionContext(LayerCloner):
             defaults["rectify_input"] = RECTIFY_INPUT
         if kind == "activation":
             defaults["activation"] = key
+        scale = o.lookup(o.scale, source)
+        if kind == "relu" and threshold is not None:
+            if spiking:
+                scale = _times(scale, 1.0 / (np.asarray(threshold) * o.dt))
+            if not spiking or template.get("negative_spikes", False):
+                clip = np.asarray(threshold, dtype="float64") * np.asarray(scale) * o.dt
+                defaults["clip"] = clip.tolist() if clip.ndim else float(clip)
         cell_cls = {"relu": SpikingReLUCell, "lif": LIFCell, "activation": SpikingActivationCell}
         cell = cell_cls[kind](
             **{**defaults, **template},
@@ -627,7 +636,7 @@ class ConversionContext(LayerCloner):
             dtype=NEURON_DTYPE,
             name=self.unique_name(f"{source}_neuron"),
         )
-        return cell, o.lookup(o.scale, source)
+        return cell, scale
 
     def _after_neuron(self, source, neuron, x, scale, synapse, spiking):
         """The end of every neuron block: `neuron(x)` -> [RateScale(1/s)] -> [synapse],

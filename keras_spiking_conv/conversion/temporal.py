@@ -29,6 +29,7 @@ from keras_spiking_conv.conversion.registry import register_rule
 from keras_spiking_conv.layers import (
     LIF,
     QuantizedReLU,
+    QuantizedSimpleRNNCell,
     RateScale,
     SpikingActivation,
     SpikingReLU,
@@ -104,6 +105,22 @@ RECURRENT = (L.SimpleRNN, L.GRU, L.LSTM)
 POOLING_OVER_TIME = {L.GlobalAveragePooling1D: "mean", L.GlobalMaxPooling1D: "max"}
 
 
+def _is_recurrent(layer):
+    """A `SimpleRNN`, `GRU` or `LSTM`, or a `keras.layers.RNN` of a
+    `QuantizedSimpleRNNCell` (`quantize_activations`)."""
+    return type(layer) in RECURRENT or (
+        type(layer) is L.RNN and isinstance(layer.cell, QuantizedSimpleRNNCell)
+    )
+
+
+def _recurrent_activation(cell):
+    """The activation key of a recurrent cell and its `QuantizedReLU`'s threshold (or
+    None)."""
+    if isinstance(cell, QuantizedSimpleRNNCell):
+        return "quantized_relu", cell.quantizer.threshold_value()
+    return (layer_activation_key(cell) if hasattr(cell, "activation") else None), None
+
+
 def refuse(layer, why, fix):
     kind = type(layer).__name__
     raise ConversionError(
@@ -151,7 +168,7 @@ def convert_call(layer, args, kwargs, context, convert_by_rule):
     cls = type(layer)
     if cls is L.Conv1D:
         return _framed(context, _conv1d(layer, args, context))
-    if cls in RECURRENT:
+    if _is_recurrent(layer):
         outputs = _recurrent(layer, args, context)
         return _framed(context, outputs) if layer.return_sequences else outputs
     if cls in POOLING_OVER_TIME:
@@ -259,11 +276,11 @@ def _recurrent(layer, args, context):
         refuse(layer, "returns its state", "Use return_state=False.")
     cell = layer.cell
     neuron, scale = None, 1.0
-    key = layer_activation_key(cell) if hasattr(cell, "activation") else None
+    key, threshold = _recurrent_activation(cell)
     note = None
-    if isinstance(layer, L.SimpleRNN) and key is not None:
+    if isinstance(cell, L.SimpleRNNCell) and key is not None:
         if key in context.options.swap or context.wants_neuron(layer.name, key):
-            neuron, scale = context.recurrent_neuron(layer.name, key)
+            neuron, scale = context.recurrent_neuron(layer.name, key, threshold=threshold)
     elif key is not None and key in context.options.swap:
         note = f"its gates stay rate ({type(layer).__name__} cells are not swapped)"
     new = context.clone(
@@ -322,10 +339,10 @@ def frame_recurrence_rule(layer, args, kwargs, context):
     source = layer.source or layer.name
     neuron, scale = None, 1.0
     if isinstance(cell, L.SimpleRNNCell):
-        key = layer_activation_key(cell)
+        key, threshold = _recurrent_activation(cell)
         own = layer.cell.neuron
         if own is not None or key in context.options.swap:
-            neuron, scale = context.recurrent_neuron(source, key, own=own)
+            neuron, scale = context.recurrent_neuron(source, key, own=own, threshold=threshold)
     new = FrameRecurrence(
         keras.saving.serialize_keras_object(type(cell).from_config(cell.get_config())),
         neuron=neuron,
@@ -342,7 +359,7 @@ def frame_recurrence_rule(layer, args, kwargs, context):
     return outputs
 
 
-@register_rule(*RECURRENT)
+@register_rule(*RECURRENT, L.RNN)
 def recurrent_rule(layer, args, kwargs, context):
     """A recurrent layer outside a temporal model's time axis: refused with the fix."""
     raise ConversionError(

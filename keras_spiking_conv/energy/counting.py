@@ -27,6 +27,7 @@ import numpy as np
 from keras import ops
 
 from keras_spiking_conv.layers import AccumulatedMaxPooling, QuantizedReLU
+from keras_spiking_conv.layers.temporal import CausalConv1D, FrameRecurrence, RunningPooling
 
 L = keras.layers
 
@@ -91,8 +92,11 @@ ELEMENTWISE = (
 )
 # Layers that mix every input into every output: their output is non-spike values.
 MIXING = (L.Softmax, L.LayerNormalization)
-# Roles of the package's own layers that act elementwise on one timestep.
-ELEMENTWISE_ROLES = ("scale", "synapse", "readout", "state")
+# Roles of the package's own layers that act elementwise on one timestep (a temporal
+# model's `FrameSteps` repeats each frame).
+ELEMENTWISE_ROLES = ("scale", "synapse", "readout", "state", "frames")
+# Weight matrices of each recurrent cell (gates).
+GATES = {"SimpleRNNCell": 1, "QuantizedSimpleRNNCell": 1, "GRUCell": 3, "LSTMCell": 4}
 
 
 class SiteCount:
@@ -166,6 +170,13 @@ class FanOut:
                 out = ops.zeros(dense_ins.shape) if counts is None else counts[None]
                 return ops.cast(out, "float32"), ops.zeros(dense_ins.shape), count
             return ops.zeros(dense_ins.shape), ops.ones(dense_ins.shape), count
+        if isinstance(site.layer, CausalConv1D):
+            return self._causal_conv(site, ins, dense_ins)
+        if isinstance(site.layer, FrameRecurrence):
+            return self._recurrence(site, ins, dense_ins, spikes)
+        if isinstance(site.layer, RunningPooling):
+            # The mean (maximum) of the frames so far: non-spike values every step.
+            return self._mixing(dense_ins)
         if isinstance(site.layer, AccumulatedMaxPooling):
             # Its outputs over T steps sum to its pooling of the summed spikes: counted as
             # that pooling of each step's spikes (the same positions, the same totals at
@@ -208,6 +219,50 @@ class FanOut:
         if isinstance(layer, MIXING):
             return self._mixing(layer(dense_ins))
         return self._unknown(site, layer, ins, dense_ins, time_axis=False)
+
+    @staticmethod
+    def _causal_conv(site, ins, dense_ins):
+        """A `CausalConv1D`: each input value is used by `kernel_size` later steps (one
+        tap each, `dilation` steps apart), every filter. A spike counts all its taps,
+        those that would fall after the run's end included."""
+        cell = site.layer.cell
+        taps, features = cell.kernel.shape[0], cell.kernel.shape[1]
+        fan_out = taps * cell.filters
+        count = SiteCount(
+            site,
+            synops=_total(ins) * fan_out,
+            dense=_total(dense_ins) * fan_out,
+            macs=taps * features * cell.filters,  # one frame
+        )
+        return ops.zeros((1, cell.filters)), ops.ones((1, cell.filters)), count
+
+    @staticmethod
+    def _recurrence(site, ins, dense_ins, spikes):
+        """A `FrameRecurrence`: each input value reaches every unit of every gate; the
+        previous output does too (the recurrent weights). With a spiking neuron (a
+        `SimpleRNN`'s units) its own spikes are the recurrent input and its output;
+        otherwise both are non-spike values every step."""
+        layer = site.layer
+        units, features = layer.cell.units, dense_ins.shape[-1]
+        gates = GATES.get(type(layer.cell.cell).__name__, 1)
+        synops, dense = _total(ins) * units * gates, _total(dense_ins) * units * gates
+        spiking = layer.neuron is not None and layer.neuron.spiking
+        if spiking:
+            counts = spikes.get(site.name)
+            out = ops.zeros((1, units)) if counts is None else ops.cast(counts[None], "float32")
+            synops += _total(out) * units
+            dense_out = ops.zeros((1, units))
+        else:
+            dense += units * units * gates
+            out, dense_out = ops.zeros((1, units)), ops.ones((1, units))
+        count = SiteCount(
+            site,
+            synops=synops,
+            dense=dense,
+            macs=gates * (features + units) * units,  # one frame
+            size=units if layer.neuron is not None else 0,
+        )
+        return out, dense_out, count
 
     @staticmethod
     def _mixing(dense_out):

@@ -5,8 +5,9 @@ import numpy as np
 from keras_spiking_conv.conversion.verify import tile_time
 from keras_spiking_conv.energy.counting import FanOut
 from keras_spiking_conv.energy.report import EnergyReport, LayerEnergy
+from keras_spiking_conv.layers.temporal import CausalConv1D, FrameRecurrence
 from keras_spiking_conv.runtime.plan import inputs_struct, is_converted, plan_of
-from keras_spiking_conv.runtime.probing import rate_probe
+from keras_spiking_conv.runtime.probing import neuron_of, output_scale, rate_probe
 from keras_spiking_conv.runtime.streaming import check_model, standardize_inputs
 
 DEFAULT_BATCH_SIZE = 50
@@ -68,8 +69,9 @@ class Activity:
         """Adds one batch: the neurons' outputs, `(batch, steps, *features)` each."""
         for k, (site, out) in enumerate(zip(self.sites, activities, strict=True)):
             # A negative spike (a signed neuron's) is a spike sent: counted as one.
-            counts = np.abs(np.asarray(out, dtype="float64")) * (
-                site.layer.dt / site.layer.amplitude
+            neuron = neuron_of(site)
+            counts = np.abs(np.asarray(out, dtype="float64") * output_scale(site)) * (
+                neuron.dt / neuron.amplitude
             )
             if self.per_step:
                 summed = counts.sum(axis=0)
@@ -155,12 +157,13 @@ class EnergyEstimator:
                 continue
             last = steps - 1 if activity.per_step else 0
             total = activity.by_step[k][: last + 1].sum(axis=0) / n  # per example, per neuron
-            if site.layer.spiking:
+            neuron = neuron_of(site)
+            if neuron.spiking:
                 spikes[site.name] = total
-            seconds = steps * site.layer.dt
+            seconds = steps * neuron.dt
             rates[site.name] = (total / seconds).reshape(-1)
             stats[site.name] = (
-                float(total.sum()) if site.layer.spiking else 0.0,
+                float(total.sum()) if neuron.spiking else 0.0,
                 float(rates[site.name].mean()),
                 float(activity.max_so_far[k][last].max() / seconds),
             )
@@ -175,23 +178,25 @@ class EnergyEstimator:
                 synapse_updates += count.size * steps
                 continue
             key = "/".join((*site.path[:-1], site.source or site.path[-1]))
-            if site.role == "neuron":
-                row = rows.setdefault(key, LayerEnergy(key, type(site.layer).__name__))
+            neurons = site.role == "neuron" or count.size and site.role == "state"
+            if neurons:
+                neuron = neuron_of(site)
+                row = rows.setdefault(key, LayerEnergy(key, type(neuron).__name__))
                 spiked, mean, peak = stats.get(site.name, (0.0, None, None))
                 if mean is not None:
                     row.rate_mean = _weighted(row.rate_mean, row.neurons, mean, count.size)
                     row.rate_max = peak if row.rate_max is None else max(row.rate_max, peak)
                 row.neurons += count.size
-                row.spiking = row.spiking or site.layer.spiking
+                row.spiking = row.spiking or neuron.spiking
                 row.spikes += spiked
-            else:
-                inner = type(site.layer.layer).__name__
+            if site.role != "neuron":
+                inner = _layer_type(site.layer)
                 row = rows.setdefault(key, LayerEnergy(key, inner))
                 row.type = inner
                 row.dense_macs += count.dense * steps
                 row.macs += count.macs
             row.synops += count.synops
-        dts = {site.layer.dt for site in activity.sites}
+        dts = {neuron_of(site).dt for site in activity.sites}
         return EnergyReport(
             rows.values(),
             n_steps=steps,
@@ -202,6 +207,16 @@ class EnergyEstimator:
             synapse_updates=synapse_updates,
             notes=self.fanout.notes,
         )
+
+
+def _layer_type(layer):
+    """The class of the original layer with weights a site computes: a time-folded
+    layer's, `Conv1D` for a `CausalConv1D`, the recurrent layer of a `FrameRecurrence`."""
+    if isinstance(layer, CausalConv1D):
+        return "Conv1D"
+    if isinstance(layer, FrameRecurrence):
+        return type(layer.cell.cell).__name__.removesuffix("Cell")
+    return type(layer.layer).__name__
 
 
 def _weighted(mean, count, new_mean, new_count):

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_spiking_conv._validation import check_bool, check_number
 from keras_spiking_conv.conversion.activations import (
@@ -16,7 +17,7 @@ from keras_spiking_conv.latency.calibration import (
     check_original,
     neuron_sites,
 )
-from keras_spiking_conv.layers import QuantizedReLU
+from keras_spiking_conv.layers import QuantizedReLU, QuantizedSimpleRNNCell
 from keras_spiking_conv.layers.quantized_relu import check_levels
 from keras_spiking_conv.runtime.plan import Plan
 
@@ -36,17 +37,60 @@ class _Quantizer(ModelCopier):
     def quantized_relu(self, layer, name):
         """The one `QuantizedReLU` of an original ReLU layer (shared calls share it)."""
         if id(layer) not in self.activations:
-            threshold = np.asarray(self.thresholds.get(layer.name, self.initial_threshold))
-            max_value = activation_clip(layer)
-            if max_value is not None:  # a clipped ReLU (ReLU6) clips no higher than it did
-                threshold = np.minimum(threshold, max_value)
-            threshold = threshold.tolist() if np.ndim(threshold) else float(threshold)
             self.activations[id(layer)] = QuantizedReLU(
-                levels=self.levels, threshold=threshold, per_channel=self.per_channel, name=name
+                levels=self.levels,
+                threshold=self.threshold(layer),
+                per_channel=self.per_channel,
+                name=name,
             )
         return self.activations[id(layer)]
 
+    def threshold(self, layer):
+        """The starting threshold of `layer`'s ReLU (clipped where the ReLU clips)."""
+        threshold = np.asarray(self.thresholds.get(layer.name, self.initial_threshold))
+        max_value = activation_clip(layer)
+        if max_value is not None:  # a clipped ReLU (ReLU6) clips no higher than it did
+            threshold = np.minimum(threshold, max_value)
+        return threshold.tolist() if np.ndim(threshold) else float(threshold)
+
+    def quantized_rnn(self, layer):
+        """A `SimpleRNN(relu)` as a `keras.layers.RNN` of a `QuantizedSimpleRNNCell`:
+        the ReLU is inside the recurrence, so it is quantized there."""
+        config = layer.cell.get_config()
+        config.pop("activation")
+        return self.clone(
+            layer,
+            factory=lambda: keras.layers.RNN(
+                QuantizedSimpleRNNCell(
+                    **config,
+                    levels=self.levels,
+                    threshold=self.threshold(layer),
+                    per_channel=self.per_channel,
+                ),
+                return_sequences=layer.return_sequences,
+                return_state=layer.return_state,
+                go_backwards=layer.go_backwards,
+                stateful=layer.stateful,
+                unroll=layer.unroll,
+                name=layer.name,
+            ),
+        )
+
     def copy_call(self, layer, args, kwargs):
+        if isinstance(layer, keras.layers.RNN):
+            if not isinstance(layer, keras.layers.SimpleRNN) or (
+                layer_activation_key(layer.cell) not in NEURON_KEYS
+            ):  # GRU and LSTM gates, and other activations, stay as they are
+                return super().copy_call(layer, args, kwargs)
+            new = self.quantized_rnn(layer)
+            outputs = new(*args, **kwargs)
+            if not self.weights_copied(new):
+                for weight in ("kernel", "recurrent_kernel", "bias"):
+                    source = getattr(layer.cell, weight, None)
+                    if source is not None:  # a copy: JAX training donates buffers
+                        getattr(new.cell, weight).assign(ops.copy(source.value))
+                self.mark_weights_copied(new)
+            return outputs
         if layer_activation_key(layer) not in NEURON_KEYS:
             return super().copy_call(layer, args, kwargs)
         is_operation = not isinstance(layer, keras.layers.Layer)  # a keras.ops call
@@ -81,6 +125,10 @@ def quantize_activations(
     becomes the layer without its activation followed by a `QuantizedReLU`
     named `{layer}_qrelu`; an `Activation("relu")` or plain `ReLU()` layer,
     or an `ops.relu(x)` call, becomes a `QuantizedReLU` of the same name.
+    A `SimpleRNN(activation="relu")` of a temporal model (`convert(...,
+    temporal=True)`) becomes a `keras.layers.RNN` of the same name around a
+    `QuantizedSimpleRNNCell` (its ReLU quantized inside the recurrence); the gates
+    of a `GRU` or `LSTM` are left as they are.
     Every other layer is copied with its config and weights (other
     `keras.ops` calls apply as they are); nested models are copied the same
     way. The original model is not changed.

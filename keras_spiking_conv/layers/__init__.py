@@ -16,7 +16,7 @@ from keras_spiking_conv.layers.lowpass import (
 )
 from keras_spiking_conv.layers.max_pool import AccumulatedMaxPoolCell, AccumulatedMaxPooling
 from keras_spiking_conv.layers.operation import OperationLayer
-from keras_spiking_conv.layers.quantized_relu import QuantizedReLU
+from keras_spiking_conv.layers.quantized_relu import QuantizedReLU, QuantizedSimpleRNNCell
 from keras_spiking_conv.layers.rate_scale import RateScale
 from keras_spiking_conv.layers.readout import TimeReadout
 from keras_spiking_conv.layers.spiking_activation import (
@@ -57,6 +57,7 @@ __all__ = [
     "RegularEncoder",
     "RegularEncoderCell",
     "QuantizedReLU",
+    "QuantizedSimpleRNNCell",
     "RateScale",
     "SpikingActivation",
     "SpikingActivationCell",

@@ -128,3 +128,73 @@ class QuantizedReLU(keras.layers.Layer):
             "trainable_threshold": self.trainable_threshold,
             "per_channel": self.per_channel,
         }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantizedSimpleRNNCell(keras.layers.SimpleRNNCell):
+    """A `SimpleRNNCell` whose ReLU is a `QuantizedReLU` (QCFS): each frame's output is
+    `QuantizedReLU(x @ W + h @ U + b)`, so the next frame's recurrent input is quantized too.
+
+    `quantize_activations` puts it (in a `keras.layers.RNN`) in place of a
+    `SimpleRNN(activation="relu")` of a temporal model; `convert(temporal=True,
+    steps_per_frame=levels, swap_activations={QuantizedReLU: "spiking_relu"})` then
+    makes its units spiking ReLUs with the learned thresholds (docs/temporal.md).
+
+    Args:
+        units: Number of units.
+        levels: Quantization levels of the `QuantizedReLU`. Defaults to `8`.
+        threshold: Initial threshold: a number, or with `per_channel` one per unit.
+            Defaults to `1.0`.
+        trainable_threshold: Learn the threshold. Defaults to `True`.
+        per_channel: One threshold per unit. Defaults to `False`.
+        **kwargs: The `SimpleRNNCell` arguments (`use_bias`, initializers,
+            regularizers, dropout, ...) except `activation`.
+
+    Example:
+
+    >>> cell = QuantizedSimpleRNNCell(4, levels=4)
+    >>> layer = keras.layers.RNN(cell, return_sequences=True)
+    >>> layer(np.ones((2, 3, 5), "float32")).shape
+    (2, 3, 4)
+    """
+
+    def __init__(
+        self,
+        units,
+        levels=8,
+        threshold=1.0,
+        trainable_threshold=True,
+        per_channel=False,
+        **kwargs,
+    ):
+        activation = kwargs.pop("activation", "linear")
+        if activation not in (None, "linear"):
+            raise ValueError(
+                f"{type(self).__name__}: its activation is its `QuantizedReLU`. "
+                f"Received: activation={activation!r}; leave `activation` out."
+            )
+        super().__init__(units, activation="linear", **kwargs)
+        self.quantizer = QuantizedReLU(
+            levels=levels,
+            threshold=threshold,
+            trainable_threshold=trainable_threshold,
+            per_channel=per_channel,
+            dtype=self.dtype_policy,
+            name=f"{self.name}_qrelu",
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.quantizer.build((None, self.units))
+
+    def call(self, sequence, states, training=False):
+        output, _ = super().call(sequence, states, training=training)
+        output = self.quantizer(output)
+        return output, [output] if isinstance(states, (list, tuple)) else output
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("activation", None)
+        quantizer = self.quantizer.get_config()
+        keys = ("levels", "threshold", "trainable_threshold", "per_channel")
+        return {**config, **{key: quantizer[key] for key in keys}}

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import tree
 
+from keras_spiking_conv.layers.temporal import FrameRecurrence
 from keras_spiking_conv.runtime.model import fuse
 from keras_spiking_conv.runtime.plan import inputs_struct, plan_of, producer_name
 
@@ -128,27 +129,29 @@ def firing_rates(model, x, layers=None, batch_size=None):
     return rate_statistics(rate_probe(model, layers), x, batch_size=batch_size)
 
 
-def rate_probe(model, layers=None):
+def rate_probe(model, layers=None, recurrent=True):
     """A model returning the activity of `model`'s neuron layers, for `rate_statistics`.
 
     It shares `model`'s layers and weights, so one probe serves all the
-    epochs of a training run. Arguments as in `firing_rates`.
+    epochs of a training run. Arguments as in `firing_rates`; `recurrent=False` leaves
+    out the neurons of recurrent layers (`FrameRecurrence`).
 
     Returns:
         `(probe, sites)`: the (fused) probe model, or `None` if there are no
         neurons, and the neuron `Site` of each of its outputs.
     """
     plan = plan_of(model)
+    neurons = [site for site in plan.sites if _has_neurons(site, recurrent)]
     if layers is None:
-        sites = plan.neurons()
+        sites = neurons
     else:
         sites = [plan.find(layer, "firing_rates()") for layer in layers]
     for site in sites:
-        if site.role != "neuron":
+        if not _has_neurons(site, recurrent):
             raise ValueError(
                 f"firing_rates(): '{site.name}' in '{model.name}' is a "
                 f"{type(site.layer).__name__}, not a neuron (SpikingReLU), so it has no "
-                f"firing rate. Neurons: {[s.name for s in plan.neurons()]}"
+                f"firing rate. Neurons: {[s.name for s in neurons]}"
             )
     if not sites:
         return None, []
@@ -168,6 +171,33 @@ def rate_probe(model, layers=None):
     return fuse(probed), sites
 
 
+def _has_neurons(site, recurrent=True):
+    """A neuron, or (with `recurrent`) a recurrent layer whose units are neurons (a
+    `FrameRecurrence` with a `neuron`: its output is the neuron's over its scale)."""
+    if site.role == "neuron":
+        return True
+    return recurrent and isinstance(site.layer, FrameRecurrence) and site.layer.neuron is not None
+
+
+def neuron_of(site):
+    """The neuron of a site `rate_probe` measures: the layer, or a recurrent layer's
+    neuron cell."""
+    return site.layer.neuron if isinstance(site.layer, FrameRecurrence) else site.layer
+
+
+def output_scale(site):
+    """What a measured site's output is multiplied by to give its neurons' output (a
+    recurrent layer's output is its neurons' over its scale): 1, or one per unit."""
+    if isinstance(site.layer, FrameRecurrence):
+        return np.asarray(site.layer.scale, dtype="float64")
+    return 1.0
+
+
+def _rates(site, out):
+    """A neuron's rates (over `amplitude`), averaged over time."""
+    return out.mean(axis=1) * output_scale(site) / neuron_of(site).amplitude
+
+
 def rate_statistics(probed, x, batch_size=None):
     """`firing_rates`' statistics from a `rate_probe` result on inputs `x`."""
     model, sites = probed
@@ -178,7 +208,7 @@ def rate_statistics(probed, x, batch_size=None):
         outputs = [outputs]
     stats = {}
     for site, out in zip(sites, outputs, strict=True):
-        rates = out.mean(axis=1) / site.layer.amplitude
+        rates = _rates(site, out)
         stats[site.name] = {
             "mean": float(rates.mean()),
             "max": float(rates.max()),
