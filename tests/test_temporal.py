@@ -311,16 +311,62 @@ def test_energy_counts_causal_convolutions_and_recurrent_layers():
     assert rows["r"].type == "SimpleRNN" and rows["r"].neurons == 8 and rows["r"].spiking
     assert rows["r"].spikes == pytest.approx(r_spikes, rel=1e-5)
     assert rows["r"].synops == pytest.approx(8 * (d_spikes + r_spikes), rel=1e-5)
-    assert rows["r"].dense_macs == 0 and rows["r"].macs == (8 + 8) * 8
+    assert rows["r"].dense_macs == 0 and rows["r"].macs == FRAMES * (8 + 8) * 8
     assert rows["out"].synops == pytest.approx(4 * r_spikes, rel=1e-5)
     # Rate layers over time compute every connection every step: a causal convolution
-    # on the inputs (3 taps x 6 features x 8 filters), a GRU (3 gates) on the spikes.
+    # on the inputs (3 taps x 6 features x 8 filters), a GRU (3 gates) on the spikes. The
+    # ANN's MACs are those of its pass over every frame.
     steps = FRAMES
     conv = ksc.estimate_energy(ksc.convert(conv_net(), temporal=True), x)
     c0 = next(row for row in conv.rows if row.name == "c0")
-    assert c0.type == "Conv1D" and c0.macs == 3 * 6 * 8
+    assert c0.type == "Conv1D" and c0.macs == FRAMES * 3 * 6 * 8
     assert c0.dense_macs == steps * 3 * 6 * 8
     gated = ksc.convert(gated_net(), temporal=True)
     gru = next(row for row in ksc.estimate_energy(gated, x).rows if row.name == "gru")
-    assert gru.type == "GRU" and gru.macs == 3 * (6 + 8) * 8
+    assert gru.type == "GRU" and gru.macs == FRAMES * 3 * (6 + 8) * 8
     assert gru.dense_macs == steps * 3 * (6 + 8) * 8
+
+
+def test_calibrate_takes_a_recurrent_layers_activations_at_every_frame():
+    # The SimpleRNN returns its last frame only; its ReLU fires at every frame, and the
+    # neuron that replaces it must code all of them.
+    model = rnn_net()
+    x = _x(n=32)
+    scales = ksc.calibrate(model, x, percentile=99.0)
+    rnn = model.get_layer("r")
+    every_frame = keras.Model(
+        model.inputs, L.RNN(rnn.cell, return_sequences=True)(model.get_layer("d").output)
+    )
+    values = every_frame.predict(x, verbose=0).reshape(-1, 8)
+    expected = np.percentile(values, 99.0, axis=0)
+    np.testing.assert_allclose(1 / (np.asarray(scales["r"]) * 0.001), expected, rtol=1e-4)
+    last_frame = np.percentile(values.reshape(32, FRAMES, 8)[:, -1], 99.0, axis=0)
+    assert np.abs(last_frame - expected).max() > 0.01 * expected.max()
+
+
+def test_energy_counts_every_step_of_a_frame():
+    # Quantization-aware with 4 levels, spiking at 1, 2 or 4 steps a frame (at most 4, 2 or
+    # 1 spikes a step) gives the same outputs with the same spikes; the layers compute
+    # every step, and the ANN's MACs are those of its pass over every frame.
+    model = rnn_net()
+    x = _x(n=8)
+    q = ksc.quantize_activations(model, levels=4, x=x)
+    reports = {}
+    for k in (1, 2, 4):
+        snn = ksc.convert(
+            q,
+            temporal=True,
+            steps_per_frame=k,
+            swap_activations={ksc.QuantizedReLU: ksc.SpikingReLU(negative_spikes=True)},
+            scale_firing_rates=4 / k,
+        )
+        reports[k] = ksc.estimate_energy(snn, x)
+    rows = {k: {row.name: row for row in report.rows} for k, report in reports.items()}
+    for k in (2, 4):
+        assert reports[k].n_steps == FRAMES * k
+        for name in ("d", "r"):
+            assert rows[k][name].spikes == pytest.approx(rows[1][name].spikes, rel=1e-5)
+            assert rows[k][name].synops == pytest.approx(rows[1][name].synops, rel=1e-5)
+        assert rows[k]["d"].dense_macs == k * rows[1]["d"].dense_macs == k * FRAMES * 6 * 8
+        assert rows[k]["r"].macs == rows[1]["r"].macs == FRAMES * (8 + 8) * 8
+    assert rows[1]["r"].spikes > 0

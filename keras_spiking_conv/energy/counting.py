@@ -96,7 +96,7 @@ MIXING = (L.Softmax, L.LayerNormalization)
 # model's `FrameSteps` repeats each frame).
 ELEMENTWISE_ROLES = ("scale", "synapse", "readout", "state", "frames")
 # Weight matrices of each recurrent cell (gates).
-GATES = {"SimpleRNNCell": 1, "QuantizedSimpleRNNCell": 1, "GRUCell": 3, "LSTMCell": 4}
+GATES = ((L.GRUCell, 3), (L.LSTMCell, 4), (L.SimpleRNNCell, 1))
 
 
 class SiteCount:
@@ -244,7 +244,7 @@ class FanOut:
         otherwise both are non-spike values every step."""
         layer = site.layer
         units, features = layer.cell.units, dense_ins.shape[-1]
-        gates = GATES.get(type(layer.cell.cell).__name__, 1)
+        gates = next(n for cls, n in GATES if isinstance(layer.cell.cell, cls))
         synops, dense = _total(ins) * units * gates, _total(dense_ins) * units * gates
         spiking = layer.neuron is not None and layer.neuron.spiking
         if spiking:

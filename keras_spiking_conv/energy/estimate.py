@@ -1,5 +1,6 @@
 """`estimate_energy`: run a converted model, count its spikes and synaptic operations."""
 
+import keras
 import numpy as np
 
 from keras_spiking_conv.conversion.verify import tile_time
@@ -51,13 +52,17 @@ class Activity:
     Args:
         sites: The neuron `Site`s whose outputs `add` takes, in order.
         input_shapes: One step of each model input (no batch, no time axis).
-        n_steps: Timesteps of the inputs.
+        n_steps: Timesteps of the inputs (a temporal model's frames).
         per_step: Keep the counts step by step. Defaults to `False` (memory
             that does not grow with the number of steps).
+        steps_per_frame: Simulation steps per input step (a temporal model's
+            `steps_per_frame`): each output is the mean of that many steps, so its
+            spikes are the output times it. Defaults to `1`.
     """
 
-    def __init__(self, sites, input_shapes, n_steps, per_step=False):
+    def __init__(self, sites, input_shapes, n_steps, per_step=False, steps_per_frame=1):
         self.sites = list(sites)
+        self.steps_per_frame = int(steps_per_frame)
         self.input_shapes = [tuple(shape) for shape in input_shapes]
         self.n_steps = int(n_steps)
         self.per_step = bool(per_step)
@@ -71,7 +76,7 @@ class Activity:
             # A negative spike (a signed neuron's) is a spike sent: counted as one.
             neuron = neuron_of(site)
             counts = np.abs(np.asarray(out, dtype="float64") * output_scale(site)) * (
-                neuron.dt / neuron.amplitude
+                neuron.dt / neuron.amplitude * self.steps_per_frame
             )
             if self.per_step:
                 summed = counts.sum(axis=0)
@@ -123,7 +128,12 @@ class EnergyEstimator:
         flat = flat_inputs(self.model, x, self.owner)
         batch_size = batch_size or DEFAULT_BATCH_SIZE
         probe, sites = self.probe()
-        activity = Activity(sites, [v.shape[2:] for v in flat], flat[0].shape[1])
+        activity = Activity(
+            sites,
+            [v.shape[2:] for v in flat],
+            flat[0].shape[1],
+            steps_per_frame=self.plan.steps_per_frame,
+        )
         if probe is None:
             activity.n_examples = len(flat[0])
             return activity
@@ -139,7 +149,8 @@ class EnergyEstimator:
         return activity
 
     def report(self, activity, n_steps=None):
-        """The `EnergyReport` of `activity` over its first `n_steps` steps (all by default)."""
+        """The `EnergyReport` of `activity` over its first `n_steps` steps (all by default;
+        a temporal model's: its first `n_steps` frames, each `steps_per_frame` steps)."""
         steps = activity.n_steps if n_steps is None else int(n_steps)
         if not 1 <= steps <= activity.n_steps or (
             steps != activity.n_steps and not activity.per_step
@@ -150,12 +161,15 @@ class EnergyEstimator:
                 f"Received: n_steps={n_steps}"
             )
         n = max(activity.n_examples, 1)
+        frames, steps = steps, steps * activity.steps_per_frame  # simulation steps
+        # The original network's MACs: one pass, or for a temporal model one per frame.
+        passes = frames if self.plan.temporal else 1
         spikes, rates = {}, {}
         stats = {}
         for k, site in enumerate(activity.sites):
             if activity.by_step[k] is None:
                 continue
-            last = steps - 1 if activity.per_step else 0
+            last = frames - 1 if activity.per_step else 0
             total = activity.by_step[k][: last + 1].sum(axis=0) / n  # per example, per neuron
             neuron = neuron_of(site)
             if neuron.spiking:
@@ -194,7 +208,7 @@ class EnergyEstimator:
                 row = rows.setdefault(key, LayerEnergy(key, inner))
                 row.type = inner
                 row.dense_macs += count.dense * steps
-                row.macs += count.macs
+                row.macs += count.macs * passes
             row.synops += count.synops
         dts = {neuron_of(site).dt for site in activity.sites}
         return EnergyReport(
@@ -215,7 +229,16 @@ def _layer_type(layer):
     if isinstance(layer, CausalConv1D):
         return "Conv1D"
     if isinstance(layer, FrameRecurrence):
-        return type(layer.cell.cell).__name__.removesuffix("Cell")
+        cell = layer.cell.cell
+        return next(
+            name
+            for cls, name in (
+                (keras.layers.SimpleRNNCell, "SimpleRNN"),
+                (keras.layers.GRUCell, "GRU"),
+                (keras.layers.LSTMCell, "LSTM"),
+            )
+            if isinstance(cell, cls)
+        )
     return type(layer.layer).__name__
 
 

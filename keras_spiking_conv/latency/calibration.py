@@ -18,6 +18,7 @@ import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_spiking_conv._validation import check_bool, check_number
 from keras_spiking_conv.conversion.activations import NEURON_KEYS, layer_activation_key
@@ -172,12 +173,15 @@ def activation_percentiles(
             f"{owner}: Argument `batch_size` must be a positive integer. "
             f"Received: batch_size={batch_size!r}"
         )
-    sites = neuron_sites(Plan(model), owner)
+    plan = Plan(model)
+    sites = neuron_sites(plan, owner)
     paths = [site.name for layer_sites in sites.values() for site in layer_sites]
     layers = {site.name: site.layer for layer_sites in sites.values() for site in layer_sites}
-    probe = activity_model(
-        model, [site for layer_sites in sites.values() for site in layer_sites], with_outputs=False
+    probed, sequences = _probed_sites(
+        plan, [site for layer_sites in sites.values() for site in layer_sites]
     )
+    run = [s for s in probed if s is not None]
+    probe = activity_model(model, run, with_outputs=False) if run else None
     rng = np.random.default_rng(seed)
     samples = {path: [] for path in paths}
     progress = keras.utils.Progbar(None, verbose=verbose, unit_name="batch")
@@ -190,7 +194,16 @@ def activation_percentiles(
                     "on them would give meaningless thresholds: clean or drop those inputs "
                     "(e.g. `x[np.isfinite(x).all(axis=tuple(range(1, x.ndim)))]`)."
                 )
-        outputs = keras.tree.flatten(probe.predict_on_batch(batch))  # compiled, NumPy out
+        outputs = iter(
+            keras.tree.flatten(probe.predict_on_batch(batch)) if probe else []  # NumPy
+        )
+        outputs = [
+            next(outputs) if site is not None else keras.tree.flatten(batch)[0] for site in probed
+        ]
+        outputs = [
+            out if sequence is None else ops.convert_to_numpy(sequence(out))
+            for out, sequence in zip(outputs, sequences, strict=True)
+        ]
         for path, values in zip(paths, outputs, strict=True):
             values = values.reshape(-1, values.shape[-1])  # (positions, channels)
             if not np.all(np.isfinite(values)):
@@ -219,6 +232,35 @@ def activation_percentiles(
             floor = MIN_CHANNEL_FRACTION * values[name]
             values[name] = tuple(max(float(c), floor) if c > 0 else values[name] for c in channels)
     return values
+
+
+def _probed_sites(plan, sites):
+    """What to probe for each site's activations: `(probed, sequences)`, one each per
+    site. A recurrent layer that returns only its last frame (`return_sequences=False`)
+    has activations at every frame: its input is probed (the site that makes it, or
+    None for the model's first input) and `sequences` holds the layer's cell run over
+    every frame of it; every other site is probed itself (its `sequences` entry None)."""
+    producers = {value: site for site in plan.sites for value in site.outputs}
+    probed, sequences = [], []
+    for site in sites:
+        layer = site.layer
+        last_frame = isinstance(layer, keras.layers.RNN) and not layer.return_sequences
+        producer = site
+        if last_frame:
+            producer = producers.get(site.inputs[0])
+            if producer is None:  # the model's input, or one it cannot run again
+                plain = site.inputs[0] == plan.inputs[0]
+            else:
+                plain = len(producer.outputs) == 1
+            if not plain:  # its last frame only
+                producer, last_frame = site, False
+        probed.append(producer)
+        sequences.append(
+            keras.layers.RNN(layer.cell, return_sequences=True, go_backwards=layer.go_backwards)
+            if last_frame
+            else None
+        )
+    return probed, sequences
 
 
 def _layer_percentile(pooled, percentile, name, model, owner):

@@ -137,8 +137,10 @@ class QuantizedSimpleRNNCell(keras.layers.SimpleRNNCell):
 
     `quantize_activations` puts it (in a `keras.layers.RNN`) in place of a
     `SimpleRNN(activation="relu")` of a temporal model; `convert(temporal=True,
-    steps_per_frame=levels, swap_activations={QuantizedReLU: "spiking_relu"})` then
-    makes its units spiking ReLUs with the learned thresholds (docs/temporal.md).
+    steps_per_frame=k, swap_activations={QuantizedReLU: SpikingReLU(negative_spikes=True)},
+    scale_firing_rates=levels / k)` then makes its units spiking ReLUs with the learned
+    thresholds, which compute it exactly (docs/temporal.md; without negative spikes the
+    recurrence compounds each frame's early spikes).
 
     Args:
         units: Number of units.
