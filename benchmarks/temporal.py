@@ -99,7 +99,7 @@ def quantization_aware(model, levels, xtr, ytr, xte, yte, args):
     keras.utils.set_random_seed(args.seed)
     q = ksc.quantize_activations(model, levels=levels, x=xtr[:2000])
     q.compile(
-        optimizer=keras.optimizers.Adam(args.qat_lr),
+        optimizer=keras.optimizers.Adam(args.qat_lr, clipnorm=args.qat_clipnorm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -134,6 +134,49 @@ def quantization_aware(model, levels, xtr, ytr, xte, yte, args):
     return result
 
 
+def markdown(results, steps):
+    """The results as markdown tables: calibrated, then quantization-aware."""
+    lines = [
+        "| network | ANN | rate conversion | "
+        + " | ".join(f"spiking, k = {k} ({28 * k} steps)" for k in steps)
+        + " | ms per frame (batch 100), k = "
+        + "/".join(str(k) for k in steps)
+        + " |",
+        "|---|---|---|" + "---|" * len(steps) + "---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['network']} | {r['ann']:.2f} | {r['rate']:.2f} | "
+            + " | ".join(f"{r['spiking'][k]:.2f}" for k in steps)
+            + " | "
+            + " / ".join(f"{r['frame_ms'][k]:.1f}" for k in steps)
+            + " |"
+        )
+    lines += [
+        "",
+        "| network | ANN | levels | quantized ANN | "
+        + " | ".join(f"spiking, k = {k}" for k in steps)
+        + " | mean spikes per neuron per step (per spiking layer), k = "
+        + "/".join(str(k) for k in steps)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(steps) + "---|",
+    ]
+    for r in results:
+        for levels, qat in r["qat"].items():
+            spikes = "; ".join(
+                f"k={k}: " + ", ".join(f"{v:.3f}" for v in per_layer.values())
+                for k, per_layer in qat["spikes_per_step"].items()
+            )
+            lines.append(
+                f"| {r['network']} | {r['ann']:.2f} | {levels} | {qat['quantized_ann']:.2f} | "
+                + " | ".join(
+                    f"{qat['spiking'][k]:.2f}" if k in qat["spiking"] else "-" for k in steps
+                )
+                + f" | {spikes} |"
+            )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--networks", nargs="+", default=["conv1d", "simple_rnn", "gru"])
@@ -145,6 +188,9 @@ def main():
     parser.add_argument("--qat-levels", type=int, nargs="*", default=[4, 8])
     parser.add_argument("--qat-epochs", type=int, default=8)
     parser.add_argument("--qat-lr", type=float, default=5e-4)
+    parser.add_argument(
+        "--qat-clipnorm", type=float, default=None, help="gradient norm clip of fine-tuning"
+    )
     parser.add_argument("--out", default="benchmarks/results/temporal")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -207,45 +253,7 @@ def main():
     suffix = ("_quick" if args.quick else "") + (f"_seed{args.seed}" if args.seed else "")
     with open(Path(args.out) / f"fashion_rows{suffix}.json", "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
-    lines = [
-        "| network | ANN | rate conversion | "
-        + " | ".join(f"spiking, k = {k} ({28 * k} steps)" for k in args.steps)
-        + " | ms per frame (batch 100), k = "
-        + "/".join(str(k) for k in args.steps)
-        + " |",
-        "|---|---|---|" + "---|" * len(args.steps) + "---|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r['network']} | {r['ann']:.2f} | {r['rate']:.2f} | "
-            + " | ".join(f"{r['spiking'][k]:.2f}" for k in args.steps)
-            + " | "
-            + " / ".join(f"{r['frame_ms'][k]:.1f}" for k in args.steps)
-            + " |"
-        )
-    lines += [
-        "",
-        "| network | ANN | levels | quantized ANN | "
-        + " | ".join(f"spiking, k = {k}" for k in args.steps)
-        + " | mean spikes per neuron per step (per spiking layer), k = "
-        + "/".join(str(k) for k in args.steps)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(args.steps) + "---|",
-    ]
-    for r in results:
-        for levels, qat in r["qat"].items():
-            spikes = "; ".join(
-                f"k={k}: " + ", ".join(f"{v:.3f}" for v in per_layer.values())
-                for k, per_layer in qat["spikes_per_step"].items()
-            )
-            lines.append(
-                f"| {r['network']} | {r['ann']:.2f} | {levels} | {qat['quantized_ann']:.2f} | "
-                + " | ".join(
-                    f"{qat['spiking'][k]:.2f}" if k in qat["spiking"] else "-" for k in args.steps
-                )
-                + f" | {spikes} |"
-            )
-    table = "\n".join(lines)
+    table = markdown(results, args.steps)
     print(table)
     with open(Path(args.out) / f"fashion_rows{suffix}.md", "w") as f:
         f.write(table + "\n")
