@@ -339,7 +339,11 @@ def test_calibrate_takes_a_recurrent_layers_activations_at_every_frame():
     )
     values = every_frame.predict(x, verbose=0).reshape(-1, 8)
     expected = np.percentile(values, 99.0, axis=0)
-    np.testing.assert_allclose(1 / (np.asarray(scales["r"]) * 0.001), expected, rtol=1e-4)
+    # (A unit silent at the percentile takes its layer's value instead: see `calibrate`.)
+    firing = expected > 0
+    assert firing.sum() >= 4
+    thresholds = 1 / (np.asarray(scales["r"]) * 0.001)
+    np.testing.assert_allclose(thresholds[firing], expected[firing], rtol=1e-4)
     last_frame = np.percentile(values.reshape(32, FRAMES, 8)[:, -1], 99.0, axis=0)
     assert np.abs(last_frame - expected).max() > 0.01 * expected.max()
 
