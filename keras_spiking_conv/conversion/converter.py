@@ -560,9 +560,8 @@ class ConversionContext(LayerCloner):
             template = {**own_template, **template}
         if kind != "relu":
             return self._other_neuron_block(source, key, x, spiking, template, kind)
-        scale = o.lookup(o.scale, source)
-        if threshold is not None and spiking:
-            scale = _times(scale, 1.0 / (np.asarray(threshold) * o.dt))
+        signed = template.get("negative_spikes", False)
+        scale, clip = self._scale_and_clip(source, threshold, max_value, spiking, signed)
         synapse = o.lookup(o.synapse, source)
         regularizer = o.lookup(o.regularizer, source)
         if regularizer is not None:
@@ -577,13 +576,6 @@ class ConversionContext(LayerCloner):
             "rectify_input": RECTIFY_INPUT,
             **template,
         }
-        if threshold is not None and max_value is None:
-            signed = template.get("negative_spikes", False)
-            max_value = threshold if signed or not spiking else None
-        clip = None
-        if max_value is not None:  # in spikes per step of the scaled neuron
-            clip = np.asarray(max_value, dtype="float64") * np.asarray(scale) * o.dt
-            clip = clip if clip.ndim else float(clip)  # one, or one per channel
         neuron = SpikingReLU(
             **template,
             clip=clip,
@@ -596,6 +588,22 @@ class ConversionContext(LayerCloner):
             name=self.unique_name(f"{source}_neuron"),
         )
         return self._after_neuron(source, neuron, x, scale, synapse, spiking)
+
+    def _scale_and_clip(self, source, threshold, max_value, spiking, signed):
+        """A ReLU neuron's firing-rate scale and clip (in spikes per step of the scaled
+        neuron, or None): the layer's scale, times `1 / (threshold * dt)` for a spiking
+        neuron with a `QuantizedReLU`'s threshold; the clip at `max_value`, or at the
+        threshold unless the neuron spikes without negative spikes (`neuron_block`)."""
+        o = self.options
+        scale = o.lookup(o.scale, source)
+        if threshold is not None and spiking:
+            scale = _times(scale, 1.0 / (np.asarray(threshold) * o.dt))
+        if threshold is not None and max_value is None:
+            max_value = threshold if signed or not spiking else None
+        if max_value is None:
+            return scale, None
+        clip = np.asarray(max_value, dtype="float64") * np.asarray(scale) * o.dt
+        return scale, (clip if clip.ndim else float(clip))  # one, or one per channel
 
     def recurrent_neuron(self, source, key, own=None, threshold=None):
         """The neuron cell and scale a recurrent layer's activation `key` becomes (a
@@ -622,11 +630,10 @@ class ConversionContext(LayerCloner):
             defaults["activation"] = key
         scale = o.lookup(o.scale, source)
         if kind == "relu" and threshold is not None:
-            if spiking:
-                scale = _times(scale, 1.0 / (np.asarray(threshold) * o.dt))
-            if not spiking or template.get("negative_spikes", False):
-                clip = np.asarray(threshold, dtype="float64") * np.asarray(scale) * o.dt
-                defaults["clip"] = clip.tolist() if clip.ndim else float(clip)
+            signed = template.get("negative_spikes", False)
+            scale, clip = self._scale_and_clip(source, threshold, None, spiking, signed)
+            if clip is not None:
+                defaults["clip"] = clip
         cell_cls = {"relu": SpikingReLUCell, "lif": LIFCell, "activation": SpikingActivationCell}
         cell = cell_cls[kind](
             **{**defaults, **template},

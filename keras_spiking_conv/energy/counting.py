@@ -95,8 +95,18 @@ MIXING = (L.Softmax, L.LayerNormalization)
 # Roles of the package's own layers that act elementwise on one timestep (a temporal
 # model's `FrameSteps` repeats each frame).
 ELEMENTWISE_ROLES = ("scale", "synapse", "readout", "state", "frames")
-# Weight matrices of each recurrent cell (gates).
-GATES = ((L.GRUCell, 3), (L.LSTMCell, 4), (L.SimpleRNNCell, 1))
+# The recurrent cells of a `FrameRecurrence`: the layer each comes from, and its weight
+# matrices (gates).
+RECURRENT_CELLS = (
+    (L.GRUCell, "GRU", 3),
+    (L.LSTMCell, "LSTM", 4),
+    (L.SimpleRNNCell, "SimpleRNN", 1),
+)
+
+
+def recurrent_kind(cell):
+    """`(layer class name, gates)` of a `FrameRecurrence`'s Keras cell."""
+    return next((name, gates) for cls, name, gates in RECURRENT_CELLS if isinstance(cell, cls))
 
 
 class SiteCount:
@@ -244,7 +254,7 @@ class FanOut:
         otherwise both are non-spike values every step."""
         layer = site.layer
         units, features = layer.cell.units, dense_ins.shape[-1]
-        gates = next(n for cls, n in GATES if isinstance(layer.cell.cell, cls))
+        _, gates = recurrent_kind(layer.cell.cell)
         synops, dense = _total(ins) * units * gates, _total(dense_ins) * units * gates
         spiking = layer.neuron is not None and layer.neuron.spiking
         if spiking:

@@ -1,14 +1,13 @@
 """`estimate_energy`: run a converted model, count its spikes and synaptic operations."""
 
-import keras
 import numpy as np
 
 from keras_spiking_conv.conversion.verify import tile_time
-from keras_spiking_conv.energy.counting import FanOut
+from keras_spiking_conv.energy.counting import FanOut, recurrent_kind
 from keras_spiking_conv.energy.report import EnergyReport, LayerEnergy
 from keras_spiking_conv.layers.temporal import CausalConv1D, FrameRecurrence
 from keras_spiking_conv.runtime.plan import inputs_struct, is_converted, plan_of
-from keras_spiking_conv.runtime.probing import neuron_of, output_scale, rate_probe
+from keras_spiking_conv.runtime.probing import has_neurons, neuron_of, output_scale, rate_probe
 from keras_spiking_conv.runtime.streaming import check_model, standardize_inputs
 
 DEFAULT_BATCH_SIZE = 50
@@ -192,8 +191,7 @@ class EnergyEstimator:
                 synapse_updates += count.size * steps
                 continue
             key = "/".join((*site.path[:-1], site.source or site.path[-1]))
-            neurons = site.role == "neuron" or count.size and site.role == "state"
-            if neurons:
+            if has_neurons(site):
                 neuron = neuron_of(site)
                 row = rows.setdefault(key, LayerEnergy(key, type(neuron).__name__))
                 spiked, mean, peak = stats.get(site.name, (0.0, None, None))
@@ -229,16 +227,7 @@ def _layer_type(layer):
     if isinstance(layer, CausalConv1D):
         return "Conv1D"
     if isinstance(layer, FrameRecurrence):
-        cell = layer.cell.cell
-        return next(
-            name
-            for cls, name in (
-                (keras.layers.SimpleRNNCell, "SimpleRNN"),
-                (keras.layers.GRUCell, "GRU"),
-                (keras.layers.LSTMCell, "LSTM"),
-            )
-            if isinstance(cell, cls)
-        )
+        return recurrent_kind(layer.cell.cell)[0]
     return type(layer.layer).__name__
 
 

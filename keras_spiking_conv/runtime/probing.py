@@ -129,25 +129,24 @@ def firing_rates(model, x, layers=None, batch_size=None):
     return rate_statistics(rate_probe(model, layers), x, batch_size=batch_size)
 
 
-def rate_probe(model, layers=None, recurrent=True):
+def rate_probe(model, layers=None):
     """A model returning the activity of `model`'s neuron layers, for `rate_statistics`.
 
     It shares `model`'s layers and weights, so one probe serves all the
-    epochs of a training run. Arguments as in `firing_rates`; `recurrent=False` leaves
-    out the neurons of recurrent layers (`FrameRecurrence`).
+    epochs of a training run. Arguments as in `firing_rates`.
 
     Returns:
         `(probe, sites)`: the (fused) probe model, or `None` if there are no
         neurons, and the neuron `Site` of each of its outputs.
     """
     plan = plan_of(model)
-    neurons = [site for site in plan.sites if _has_neurons(site, recurrent)]
+    neurons = [site for site in plan.sites if has_neurons(site)]
     if layers is None:
         sites = neurons
     else:
         sites = [plan.find(layer, "firing_rates()") for layer in layers]
     for site in sites:
-        if not _has_neurons(site, recurrent):
+        if not has_neurons(site):
             raise ValueError(
                 f"firing_rates(): '{site.name}' in '{model.name}' is a "
                 f"{type(site.layer).__name__}, not a neuron (SpikingReLU), so it has no "
@@ -171,12 +170,12 @@ def rate_probe(model, layers=None, recurrent=True):
     return fuse(probed), sites
 
 
-def _has_neurons(site, recurrent=True):
-    """A neuron, or (with `recurrent`) a recurrent layer whose units are neurons (a
-    `FrameRecurrence` with a `neuron`: its output is the neuron's over its scale)."""
+def has_neurons(site):
+    """A neuron, or a recurrent layer whose units are neurons (a `FrameRecurrence` with a
+    `neuron`: its output is the neuron's over its scale)."""
     if site.role == "neuron":
         return True
-    return recurrent and isinstance(site.layer, FrameRecurrence) and site.layer.neuron is not None
+    return isinstance(site.layer, FrameRecurrence) and site.layer.neuron is not None
 
 
 def neuron_of(site):
