@@ -37,7 +37,8 @@ def time_distributed_rnn(model, n_steps, initial_voltage=0.5):
     """What a Keras 3 user writes today: TimeDistributed layers, the neuron as an RNN cell.
 
     Every layer of `model` is wrapped in `keras.layers.TimeDistributed` (a
-    Python loop over the static time axis); every ReLU becomes
+    Python loop over the static time axis); every ReLU (an activation or a
+    `keras.layers.ReLU`) becomes
     `keras.layers.RNN(SpikingReLUCell)` over flattened features. Weights are
     shared with `model`.
     """
@@ -49,7 +50,8 @@ def time_distributed_rnn(model, n_steps, initial_voltage=0.5):
         x = ins[0] if len(ins) == 1 else ins
         activation = getattr(layer, "activation", None)
         relu = activation is not None and getattr(activation, "__name__", "") == "relu"
-        if isinstance(layer, L.Activation):
+        relu = relu or (isinstance(layer, L.ReLU) and layer.max_value is None)
+        if isinstance(layer, (L.Activation, L.ReLU)):
             out = x
         elif isinstance(layer, L.Add):
             out = L.Add()(x)

@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 # Markers that run a test only in one backend's session (see pyproject.toml).
-BACKEND_MARKERS = {"tensorflow_only": "tensorflow", "jax_only": "jax"}
+BACKEND_MARKERS = {"tensorflow_only": "tensorflow", "jax_only": "jax", "one_backend": "tensorflow"}
 
 
 @pytest.fixture

@@ -55,11 +55,17 @@ def test_sequential_model_converts():
         ("ResNet50", {}),
         ("MobileNetV2", {}),
         ("VGG16", {}),
-        ("DenseNet121", {}),
-        ("EfficientNetB0", {}),
-        ("MobileNetV3Small", {}),  # keras.ops calls (hard sigmoid: x + 3, * 1/6)
-        ("ConvNeXtTiny", {}),  # keras.ops calls and a layer without a rule (LayerScale)
-        ("InceptionResNetV2", {"size": 75}),  # a rule-less layer taking a list
+        # The longest: in the TensorFlow session only (CI time). Their layers and keras.ops
+        # calls are converted on every backend by the three above, test_generic and
+        # test_properties.
+        pytest.param("DenseNet121", {}, marks=pytest.mark.one_backend),
+        pytest.param("EfficientNetB0", {}, marks=pytest.mark.one_backend),
+        # keras.ops calls (hard sigmoid: x + 3, * 1/6)
+        pytest.param("MobileNetV3Small", {}, marks=pytest.mark.one_backend),
+        # keras.ops calls and a layer without a rule (LayerScale)
+        pytest.param("ConvNeXtTiny", {}, marks=pytest.mark.one_backend),
+        # a rule-less layer taking a list
+        pytest.param("InceptionResNetV2", {"size": 75}, marks=pytest.mark.one_backend),
     ],
 )
 def test_keras_applications_convert_exactly(name, kwargs):

@@ -187,3 +187,27 @@ def test_two_threads_predicting_at_once_get_what_one_after_the_other_gets():
             for result, expected in zip(results, alone, strict=True):
                 assert not isinstance(result, Exception), result
                 np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4, 5])
+def test_a_few_known_steps_run_unrolled_with_the_same_spikes(steps):
+    # Up to UNROLL_STEPS known steps, predict and fit run the step loop unrolled (faster
+    # at T = 1-2); Stream and process_chunk run the loop: every path gives the same spikes.
+    from keras_spiking_conv.runtime.engine import UNROLL_STEPS, engine_of
+
+    model = models.tutorial_convnet()
+    options = {"swap_activations": {"relu": "spiking_relu"}, "scale_firing_rates": 5.0, "seed": 2}
+    snn = ksc.convert(model, **options)
+    x = _inputs(model, 3, steps)
+    engine = engine_of(snn)
+    sequence, _ = engine._sequence(ops.convert_to_tensor(x))
+    unrolled = engine._loop(sequence, engine.rnn) is engine.unrolled_rnn
+    assert unrolled == (steps <= UNROLL_STEPS)
+    predicted = snn.predict(x, verbose=0)
+    assert np.count_nonzero(predicted) > 0
+    outputs, _ = ksc.process_chunk(snn, x, ksc.initial_states(snn, 3))
+    np.testing.assert_array_equal(ops.convert_to_numpy(outputs), predicted)
+    np.testing.assert_array_equal(ops.convert_to_numpy(ksc.Stream(snn)(x)), predicted)
+    # A constant input held for the same steps: the same spikes too.
+    held = ksc.convert(model, constant_input=True, n_steps=steps, **options)
+    np.testing.assert_array_equal(held.predict(x[:, 0], verbose=0), predicted)

@@ -228,6 +228,7 @@ def test_plot_is_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.one_backend  # the command line; the workflow runs on every backend above
 def test_demo_cli_prints_every_row(tmp_path):
     out = subprocess.run(
         [
