@@ -126,14 +126,7 @@ def _time_sinabs(x, steps, batch, timed):
     import torch
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(32, 64, 3, stride=2),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(9216, 10),
-    )
+    net = torch_tutorial_convnet()
     snn = sinabs.from_torch.from_model(net, num_timesteps=steps).spiking_model
     images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
 
@@ -148,6 +141,21 @@ def _time_sinabs(x, steps, batch, timed):
                 snn(tiled)
 
     return timed(run)
+
+
+def torch_tutorial_convnet():
+    """The tutorial convnet's layers in PyTorch (for sinabs): conv32 k3, ReLU, conv64 k3 s2,
+    ReLU, flatten, dense10."""
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 64, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(9216, 10),
+    )
 
 
 def run_worker(network, variant, steps, batch, images, jit):

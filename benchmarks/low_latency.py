@@ -62,14 +62,10 @@ def sinabs_net(weights, steps, normalize_with=None):
     import sinabs.utils
     import torch
 
-    ann = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(32, 64, 3, stride=2),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(9216, 10),
-    )
+    sys.path.insert(0, str(HERE))
+    import bench  # its imports: the standard library only
+
+    ann = bench.torch_tutorial_convnet()
     with torch.no_grad():
         ann[0].weight.copy_(torch.from_numpy(weights["conv0_kernel"].transpose(3, 2, 0, 1)))
         ann[0].bias.copy_(torch.from_numpy(weights["conv0_bias"]))
