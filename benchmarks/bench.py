@@ -296,11 +296,20 @@ def summarize(results, rounds):
     return table
 
 
+def environment_line(env, extra=""):
+    """ "Backend tensorflow, Keras 3.15.1, tensorflow 2.21.0{extra}; AMD EPYC, 2 CPUs" for the
+    results tables (`env` from `environment()`)."""
+    versions = ", ".join(f"{k} {env[k]}" for k in ("tensorflow", "jax", "torch") if k in env)
+    return (
+        f"Backend {env['backend']}, Keras {env['keras']}, {versions}{extra}; "
+        f"{env.get('cpu_model', env['processor'])}, {env['cpus']} CPUs"
+    )
+
+
 def markdown(table, env, args):
     lines = [
-        f"Backend {env['backend']}, Keras {env['keras']}, "
-        + ", ".join(f"{k} {env[k]}" for k in ("tensorflow", "jax", "torch") if k in env)
-        + f"; {env.get('cpu_model', env['processor'])}, {env['cpus']} CPUs; batch {args.batch}"
+        environment_line(env)
+        + f"; batch {args.batch}"
         + (", jit_compile=True" if args.jit else ", default compile")
         + f"; medians of {args.rounds} interleaved rounds.",
         "",

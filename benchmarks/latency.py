@@ -276,10 +276,8 @@ def time_to_accuracy_markdown(document):
     lines = [
         f"`{document['command']}`",
         "",
-        f"Backend {env['backend']}, Keras {env['keras']}, "
-        + ", ".join(f"{k} {env[k]}" for k in ("tensorflow", "jax", "torch") if k in env)
-        + f"; {env.get('cpu_model', env['processor'])}, {env['cpus']} CPUs; "
-        f"seed {settings['seed']}; {settings['test_images']} bundled MNIST test images, "
+        bench.environment_line(env)
+        + f"; seed {settings['seed']}; {settings['test_images']} bundled MNIST test images, "
         f"batch {settings['batch_size']}; medians of {settings['rounds']} interleaved rounds; "
         "load average (1, 5, 15 min) before "
         + ", ".join(f"{v:.2f}" for v in document["load_average_before"])

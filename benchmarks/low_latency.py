@@ -42,6 +42,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench  # noqa: E402  (the standard library only: it loads in the sinabs venv too)
+
 STEPS = (1, 2, 4, 8, 16, 60)
 SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 WITHIN = 0.5
@@ -61,9 +64,6 @@ def sinabs_net(weights, steps, normalize_with=None):
     import sinabs.from_torch
     import sinabs.utils
     import torch
-
-    sys.path.insert(0, str(HERE))
-    import bench  # its imports: the standard library only
 
     ann = bench.torch_tutorial_convnet()
     with torch.no_grad():
@@ -160,20 +160,9 @@ def finish_sinabs(process):
 # --- this package and Keras --------------------------------------------------------------
 
 
-def first_within(accuracy, reference, points=WITHIN):
-    """The smallest T whose accuracy is within `points` of `reference`, or None. Accuracies
-    are rounded to whole test images' worth first (a float32 metric is not exact)."""
-    for steps in sorted(accuracy):
-        if round(reference - accuracy[steps], 6) <= points:
-            return steps
-    return None
-
-
 def main_run(args):
+    import depth
     import keras
-
-    sys.path.insert(0, str(HERE))
-    import bench
     import networks
 
     import keras_spiking_conv as ksc
@@ -185,7 +174,7 @@ def main_run(args):
     spiking = {demo.relu_function(): "spiking_relu"}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="low_latency_"))
     n_train, n_test = (2000, 400) if args.quick else (8000, args.test_images)
-    document = {"datasets": {}, "speed": None}
+    document = {"datasets": {}}
     variants = {}  # label: (timer: seconds for the images, or sinabs images/s; images)
 
     def keras_timer(net, x):
@@ -226,7 +215,7 @@ def main_run(args):
         for label, make in makers.items():
             sweep = ksc.latency_sweep(make(), xte, yte, sweep_steps, verbose=0)
             accuracy = {row["n_steps"]: row["accuracy"] for row in sweep.rows}
-            t_min = first_within(accuracy, ann)
+            t_min = sweep.steps_within(ann, WITHIN)
             entry["rows"][label] = {"accuracy": accuracy, "t_min": t_min}
             if t_min is not None:
                 net = make()
@@ -235,7 +224,8 @@ def main_run(args):
             print(f"{name} {label}: ANN {ann:.2f}, first T within {WITHIN}: {t_min}", flush=True)
         if args.sinabs_python:
             swept = finish_sinabs(sinabs_sweep)
-            t_min = first_within(swept["accuracy"], swept["ann"])
+            steps, accuracy = zip(*sorted(swept["accuracy"].items()), strict=True)
+            t_min = depth.first_within(steps, accuracy, swept["ann"], WITHIN)
             entry["rows"]["sinabs"] = {
                 "accuracy": swept["accuracy"],
                 "ann": swept["ann"],
@@ -293,11 +283,10 @@ def main_run(args):
     for round_index in range(args.rounds):
         for label, (timer, images) in variants.items():
             result = timer()
-            if label == "speed: sinabs":  # images/s at every T
+            if isinstance(result, dict):  # sinabs: images/s at each of its T
                 for steps, ips in result.items():
-                    runs.setdefault(f"speed: sinabs, T={steps}", []).append(ips)
-            elif isinstance(result, dict):  # sinabs at one T: images/s
-                runs.setdefault(label, []).append(next(iter(result.values())))
+                    key = f"{label}, T={steps}" if label == "speed: sinabs" else label
+                    runs.setdefault(key, []).append(ips)
             else:  # seconds for the images
                 runs.setdefault(label, []).append(images / result)
         print(f"round {round_index + 1}/{args.rounds} done", flush=True)
@@ -369,11 +358,7 @@ def _timed(fn):
 
 
 def _sinabs_timer(python, data_file, images, *steps):
-    def run():
-        result = call_sinabs(python, data_file, "time", steps, images)["images_per_s"]
-        return result if len(steps) > 1 else {steps[0]: result[steps[0]]}
-
-    return run
+    return lambda: call_sinabs(python, data_file, "time", steps, images)["images_per_s"]
 
 
 def _sinabs_version(python):
@@ -402,11 +387,10 @@ def markdown(doc):
     lines = [
         f"`{doc['command']}`",
         "",
-        f"Backend {env['backend']}, Keras {env['keras']}, "
-        + ", ".join(f"{k} {env[k]}" for k in ("tensorflow", "jax", "torch") if k in env)
-        + (f", sinabs {sinabs['sinabs']} (torch {sinabs['torch']})" if sinabs else "")
-        + f"; {env.get('cpu_model', env['processor'])}, {env['cpus']} CPUs; batch "
-        f"{settings['batch_size']}; medians of {settings['rounds']} interleaved rounds; "
+        bench.environment_line(
+            env, f", sinabs {sinabs['sinabs']} (torch {sinabs['torch']})" if sinabs else ""
+        )
+        + f"; batch {settings['batch_size']}; medians of {settings['rounds']} interleaved rounds; "
         f"{settings['test_images']} test images; load average before "
         f"{doc['load_average_before'][0]:.2f}, after {doc['load_average_after'][0]:.2f}; "
         f"{doc['wall_seconds'] / 60:.1f} minutes.",
@@ -489,7 +473,9 @@ def markdown(doc):
         if "sinabs" in entry["rows"] and entry["rows"]["sinabs"]["t_min"] is not None:
             sinabs_label = f"{name}: sinabs, T={entry['rows']['sinabs']['t_min']}"
         for tool, row in entry["rows"].items():
-            accuracy = " / ".join(f"{row['accuracy'][t]:.2f}" for t in sorted(row["accuracy"]))
+            accuracy = " / ".join(
+                f"{row['accuracy'][t]:.2f}" for t in sorted(row["accuracy"], key=int)
+            )
             label = f"{name}: {tool}, T={row['t_min']}"
             ips = f"{median[label]:.0f}" if label in runs else "-"
             x_sinabs = (
