@@ -183,7 +183,8 @@ def main_run(args):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="low_latency_"))
     n_train, n_test = (2000, 400) if args.quick else (8000, args.test_images)
     document = {"datasets": {}}
-    variants = {}  # label: (timer: seconds for the images, or sinabs images/s; images)
+    # label: (timer -> (seconds, cores busy) for the images, or sinabs images/s; images)
+    variants = {}
 
     def keras_timer(net, x):
         if args.harness == "predict":
