@@ -134,6 +134,14 @@ def test_callbacks_log_rates_into_history_and_csv(tmp_path, mnist, trained):
     assert "conv0_neuron_rate_mean" in header and "spiking_accuracy" in header
 
 
+# The three long workflows below run in the TensorFlow session only (CI time: 2-3 minutes
+# on the JAX and PyTorch sessions together). What they exercise is checked by shorter tests
+# on every backend: the execution paths and options they simulate (tests/test_runtime.py,
+# tests/test_convert.py), training with a TargetRate regularizer
+# (test_target_rate_on_a_plain_keras_layer_pulls_rates), SoftLIF training and LIF spiking
+# (tests/test_lif.py, tests/test_convert_neurons.py), and `fit` on the trained tutorial net
+# with the callbacks and the low-latency workflow (below).
+@pytest.mark.one_backend
 def test_workflow_effects_hold(mnist, trained):
     """A short version of the tutorial: each effect goes the right way."""
     _, _, x_test, y_test = mnist
@@ -176,6 +184,7 @@ def test_low_latency_workflow(mnist, trained):
     assert ksc.latency_sweep(snn, x_test, y_test, steps=(4,), verbose=0).accuracy(4) >= rate - 2
 
 
+@pytest.mark.one_backend  # see test_workflow_effects_hold
 def test_regularized_training_moves_rates_and_converts(mnist, trained):
     x_train, y_train, x_test, y_test = mnist
     before = firing_rates(
@@ -192,6 +201,7 @@ def test_regularized_training_moves_rates_and_converts(mnist, trained):
     assert spiking["accuracy"] > base["accuracy"] + 5
 
 
+@pytest.mark.one_backend  # see test_workflow_effects_hold
 def test_lif_workflow_trains_soft_lif_rates_and_converts_to_spiking_lif(mnist, trained):
     # The tutorial's regularized workflow with Nengo's LIF: trained as SoftLIFRate with
     # rates pulled to 250 Hz, then the same trained neurons made spiking.
