@@ -134,13 +134,12 @@ def test_callbacks_log_rates_into_history_and_csv(tmp_path, mnist, trained):
     assert "conv0_neuron_rate_mean" in header and "spiking_accuracy" in header
 
 
-# The three long workflows below run in the TensorFlow session only (CI time: 2-3 minutes
-# on the JAX and PyTorch sessions together). What they exercise is checked by shorter tests
-# on every backend: the execution paths and options they simulate (tests/test_runtime.py,
-# tests/test_convert.py), training with a TargetRate regularizer
-# (test_target_rate_on_a_plain_keras_layer_pulls_rates), SoftLIF training and LIF spiking
-# (tests/test_lif.py, tests/test_convert_neurons.py), and `fit` on the trained tutorial net
-# with the callbacks and the low-latency workflow (below).
+# The three long workflows marked below run in the TensorFlow session only (CI time; see
+# docs/backends.md). What they exercise is checked by shorter tests on every backend: the
+# execution paths and options they simulate (tests/test_runtime.py, tests/test_convert.py),
+# training with a TargetRate regularizer (test_target_rate_on_a_plain_keras_layer_pulls_rates),
+# SoftLIF training and LIF spiking (tests/test_lif.py, tests/test_convert_neurons.py), and
+# the trained tutorial net in `fit` with callbacks (above) and the low-latency workflow.
 @pytest.mark.one_backend
 def test_workflow_effects_hold(mnist, trained):
     """A short version of the tutorial: each effect goes the right way."""
