@@ -112,6 +112,13 @@ VARIANTS = {
 }
 DEFAULT_VARIANTS = ["default", "signed", "binary", "binary_signed"]
 
+METHODS = ("calibrated", "fine_tuned", "from_scratch")
+
+# The initial threshold of quantization-aware training from scratch: the pre-activations
+# are BatchNormalization outputs, about unit variance at first, whose 99.9th percentile
+# is about 3 (training then moves every threshold).
+SCRATCH_THRESHOLD = 3.0
+
 # "first T within" thresholds, in accuracy points.
 WITHIN = (1.0, 0.5)
 
@@ -625,6 +632,96 @@ def throughput(ann, configs, x, rounds, batch):
 # ---------------------------------------------------------------------------- one run
 
 
+def quantized_method(label, quantized, q_ann, args, data, steps, timer, phase, references):
+    """Sweep every variant of a quantization-aware network and spread its levels:
+    `(records, snns, spread)`; `q_ann` is `(name, accuracy)` of its quantized ANN."""
+    name, value = q_ann
+    with timer(f"{phase}_variants"):
+        records, snns = method_variants(
+            label,
+            quantized,
+            args.variants,
+            data,
+            steps,
+            {name: value, **references},
+            args,
+            key=ksc.QuantizedReLU,
+        )
+    spread = {}
+    if args.spread:
+        with timer(f"{phase}_spread"):
+            spread = spread_variants(label, quantized, args, data, value)
+    return records, snns, spread
+
+
+def fine_tuned(model, seed, tag, args, data, steps, timer, ann, ann_long):
+    """Quantization-aware fine-tuning of the trained ANN (`quantize_activations` with the
+    package's defaults, `--qat-epochs` at the fine-tuning rate), converted and swept."""
+    (xtr, ytr), (xte, yte) = data
+    with timer("quantize_and_fine_tune"):
+        # Reseeded: the fine-tuning does not depend on what ran before (the variants).
+        keras.utils.set_random_seed(seed + 1000)
+        quantized = ksc.quantize_activations(
+            model, levels=args.levels, x=xtr[:CALIBRATION_IMAGES], **quantize_options(args)
+        )
+        train(quantized, xtr, ytr, args.qat_epochs, FINE_TUNE_LEARNING_RATE, f"{tag} QAT")
+        q_ann = accuracy(quantized, xte, yte)
+    log(f"{tag} quantized ANN (L={args.levels}): {q_ann:.2f} %")
+    records, snns, spread = quantized_method(
+        f"{tag} QAT L={args.levels}",
+        quantized,
+        ("quantized_ann", q_ann),
+        args,
+        data,
+        steps,
+        timer,
+        "quantized",
+        {"ann": ann, "ann_trained_as_long": ann_long},
+    )
+    return records, snns, spread, {"quantized_ann": q_ann}
+
+
+def from_scratch(network, seed, tag, args, data, steps, timer, ann, ann_long):
+    """Quantization-aware training from the start: `quantize_activations` of the untrained
+    network with its BatchNormalization kept (`fold_batch_norm=False`, thresholds from
+    `--scratch-threshold`), trained on the ANN's schedule and then as long as the ANN
+    trained as long (`epochs` at the ANN's rate, `--qat-epochs` at the fine-tuning rate),
+    BatchNormalization folded (`fold_batch_norm`), converted and swept."""
+    (xtr, ytr), (xte, yte) = data
+    with timer("train_from_scratch"):
+        keras.utils.set_random_seed(seed + 2000)
+        quantized = ksc.quantize_activations(
+            build(network, args),
+            levels=args.levels,
+            initial_threshold=args.scratch_threshold,
+            fold_batch_norm=False,
+            **quantize_options(args),
+        )
+        label = f"{tag} QAT from scratch"
+        train(quantized, xtr, ytr, args.epochs[network], LEARNING_RATE, label)
+        train(quantized, xtr, ytr, args.qat_epochs, FINE_TUNE_LEARNING_RATE, f"{label} longer")
+        trained = accuracy(quantized, xte, yte)
+        quantized = ksc.fold_batch_norm(quantized)
+        q_ann = accuracy(quantized, xte, yte)
+    log(
+        f"{tag} quantized ANN trained from scratch (L={args.levels}): {q_ann:.2f} % "
+        f"({trained:.2f} % before folding BatchNormalization)"
+    )
+    records, snns, spread = quantized_method(
+        f"{tag} QAT from scratch L={args.levels}",
+        quantized,
+        ("quantized_ann_from_scratch", q_ann),
+        args,
+        data,
+        steps,
+        timer,
+        "from_scratch",
+        {"ann": ann, "ann_trained_as_long": ann_long},
+    )
+    accuracies = {"quantized_ann_from_scratch": q_ann, "quantized_ann_from_scratch_bn": trained}
+    return records, snns, spread, accuracies
+
+
 def run_seed(network, seed, args, data):
     (xtr_raw, ytr), (xte_raw, yte) = data
     xtr, xte = prepare(network, xtr_raw), prepare(network, xte_raw)
@@ -653,46 +750,40 @@ def run_seed(network, seed, args, data):
     del longer
     log(f"{tag} ANN trained {args.qat_epochs} epochs more: {ann_long:.2f} %")
 
-    with timer("calibrate"):
-        scales = ksc.calibrate(model, xtr[:CALIBRATION_IMAGES])
-    with timer("calibrated_variants"):
-        calibrated, calibrated_snns = method_variants(
-            f"{tag} calibrated",
-            model,
-            args.variants,
-            prepared,
-            steps,
-            {"ann": ann},
-            args,
-            key="relu",
-            scale_firing_rates=scales,
-        )
+    methods, references, quantized_anns, spread = {}, {}, {}, {}
+    calibrated, calibrated_snns, qat, qat_snns = {}, {}, {}, {}
+    if "calibrated" in args.methods:
+        with timer("calibrate"):
+            scales = ksc.calibrate(model, xtr[:CALIBRATION_IMAGES])
+        with timer("calibrated_variants"):
+            calibrated, calibrated_snns = method_variants(
+                f"{tag} calibrated",
+                model,
+                args.variants,
+                prepared,
+                steps,
+                {"ann": ann},
+                args,
+                key="relu",
+                scale_firing_rates=scales,
+            )
+        methods["calibrated"], references["calibrated"] = calibrated, "ann"
 
-    with timer("quantize_and_fine_tune"):
-        # Reseeded: the fine-tuning does not depend on what ran before (the variants).
-        keras.utils.set_random_seed(seed + 1000)
-        quantized = ksc.quantize_activations(
-            model, levels=args.levels, x=xtr[:CALIBRATION_IMAGES], **quantize_options(args)
+    if "fine_tuned" in args.methods:
+        qat, qat_snns, spread[f"quantization_aware_L{args.levels}"], q_ann = fine_tuned(
+            model, seed, tag, args, prepared, steps, timer, ann, ann_long
         )
-        train(quantized, xtr, ytr, args.qat_epochs, FINE_TUNE_LEARNING_RATE, f"{tag} QAT")
-        q_ann = accuracy(quantized, xte, yte)
-    log(f"{tag} quantized ANN (L={args.levels}): {q_ann:.2f} %")
-    with timer("quantized_variants"):
-        qat, qat_snns = method_variants(
-            f"{tag} QAT L={args.levels}",
-            quantized,
-            args.variants,
-            prepared,
-            steps,
-            {"quantized_ann": q_ann, "ann": ann, "ann_trained_as_long": ann_long},
-            args,
-            key=ksc.QuantizedReLU,
-        )
+        quantized_anns.update(q_ann)
+        methods[f"quantization_aware_L{args.levels}"] = qat
+        references[f"quantization_aware_L{args.levels}"] = "quantized_ann"
 
-    spread = {}
-    if args.spread:
-        with timer("quantized_spread"):
-            spread = spread_variants(f"{tag} QAT L={args.levels}", quantized, args, prepared, q_ann)
+    if "from_scratch" in args.methods:
+        method = f"quantization_aware_from_scratch_L{args.levels}"
+        records, _, spread[method], q_ann = from_scratch(
+            network, seed, tag, args, prepared, steps, timer, ann, ann_long
+        )
+        quantized_anns.update(q_ann)
+        methods[method], references[method] = records, "quantized_ann_from_scratch"
 
     run = {
         "seed": seed,
@@ -701,13 +792,15 @@ def run_seed(network, seed, args, data):
         "epochs": epochs,
         "ann": ann,
         "ann_trained_as_long": ann_long,
-        "quantized_ann": q_ann,
+        **quantized_anns,
         "steps": steps,
-        "methods": {"calibrated": calibrated, f"quantization_aware_L{args.levels}": qat},
+        "methods": methods,
+        "method_references": references,
     }
+    spread = {k: v for k, v in spread.items() if v}
     if spread:
         run["spread"] = spread
-    if args.layer_errors and seed == args.seeds[0]:
+    if args.layer_errors and seed == args.seeds[0] and "calibrated" in args.methods:
         with timer("layer_errors"):
             run["layer_errors"] = {}
             for variant in ("default", "signed"):
@@ -807,14 +900,23 @@ def every_seed(records, ref, key):
 
 SECONDS, TOTAL = "seconds", "total"
 
+# Reference accuracies of a run, and how the summary names them.
+REFERENCES = {
+    "ann": "ANN",
+    "ann_trained_as_long": "ANN trained as long",
+    "quantized_ann": "quantized ANN (fine-tuned)",
+    "quantized_ann_from_scratch": "quantized ANN trained from scratch",
+}
+
 
 def network_summary(document):
     runs = document["runs"]
     steps = runs[0]["steps"]
     settings = document["settings"]
     env = document["environment"]
-    means = {k: float(np.mean([r[k] for r in runs])) for k in ("ann", "ann_trained_as_long")}
-    means["quantized_ann"] = float(np.mean([r["quantized_ann"] for r in runs]))
+    means = {
+        k: float(np.mean([r[k] for r in runs])) for k in REFERENCES if all(k in r for r in runs)
+    }
     lines = [
         f"## {document['network']} ({runs[0]['model']}, {runs[0]['parameters']:,} parameters)",
         "",
@@ -833,8 +935,7 @@ def network_summary(document):
         + f"{sum(r[SECONDS][TOTAL] for r in runs) / 60:.1f} minutes "
         f"({', '.join(f'{r[SECONDS][TOTAL] / 60:.1f}' for r in runs)} per seed).",
         "",
-        f"ANN {means['ann']:.2f} %, ANN trained as long {means['ann_trained_as_long']:.2f} %, "
-        f"quantized ANN {means['quantized_ann']:.2f} % (means over seeds).",
+        ", ".join(f"{REFERENCES[k]} {v:.2f} %" for k, v in means.items()) + " (means over seeds).",
         "",
         "| method | variant | "
         + " | ".join(f"T={t}" for t in steps)
@@ -845,7 +946,7 @@ def network_summary(document):
     notes = []
     methods = list(runs[0]["methods"])
     for method in methods:
-        ref = "ann" if method == "calibrated" else "quantized_ann"
+        ref = reference_of(runs[0], method)
         for variant in runs[0]["methods"][method]:
             records = [r["methods"][method][variant] for r in runs]
             errors = [rec["error"] for rec in records if "error" in rec]
@@ -888,10 +989,11 @@ def network_summary(document):
         lines += [
             "",
             "Each quantization level spread over k steps (`scale_firing_rates=1/k`), run at "
-            "T = k L (mean over seeds; the quantized ANN is the reference):",
+            "T = k L (mean over seeds; the reference is the quantized ANN it was converted "
+            "from):",
             "",
-            "| variant | k | T | accuracy | below the quantized ANN | below the ANN |",
-            "|---|---|---|---|---|---|",
+            "| method | variant | k | T | accuracy | below the reference | below the ANN |",
+            "|---|---|---|---|---|---|---|",
             *spread_rows,
         ]
     throughput_runs = [r["throughput"] for r in runs if "throughput" in r]
@@ -919,21 +1021,42 @@ def network_summary(document):
     return "\n".join(lines)
 
 
+def reference_of(run, method):
+    """The reference accuracy's key of a method (runs before `method_references`: the ANN
+    for calibrated conversion, the quantized ANN for quantization-aware)."""
+    if method in run.get("method_references", {}):
+        return run["method_references"][method]
+    return "ann" if method == "calibrated" else "quantized_ann"
+
+
+def spreads_of(run):
+    """`{method: {variant: {k: record}}}` (runs before `method_references` kept one
+    method's `{variant: ...}`: the fine-tuned quantization-aware network's)."""
+    spread = run.get("spread", {})
+    if "method_references" in run:
+        return spread
+    method = next((m for m in run["methods"] if m.startswith("quantization_aware")), None)
+    return {method: spread} if spread and method else {}
+
+
 def spread_summary(runs, steps, means):
     """Table rows of the runs' `spread` records (means over seeds)."""
-    if not all("spread" in r for r in runs):
-        return []
+    spreads = [spreads_of(r) for r in runs]
     rows = []
-    for variant, by_k in runs[0]["spread"].items():
-        if "error" in by_k:
-            rows.append(f"| {variant} | - | - | skipped: {by_k['error']} | | |")
+    for method, by_variant in spreads[0].items():
+        if not all(method in s for s in spreads):
             continue
-        for k, record in by_k.items():
-            acc = float(np.mean([r["spread"][variant][k]["accuracy"] for r in runs]))
-            rows.append(
-                f"| {variant} | {k} | {record['steps']} | {acc:.2f} | "
-                f"{means['quantized_ann'] - acc:.2f} | {means['ann'] - acc:.2f} |"
-            )
+        ref = means[reference_of(runs[0], method)]
+        for variant, by_k in by_variant.items():
+            if "error" in by_k:
+                rows.append(f"| {method} | {variant} | - | - | skipped: {by_k['error']} | | |")
+                continue
+            for k, record in by_k.items():
+                acc = float(np.mean([s[method][variant][k]["accuracy"] for s in spreads]))
+                rows.append(
+                    f"| {method} | {variant} | {k} | {record['steps']} | {acc:.2f} | "
+                    f"{ref - acc:.2f} | {means['ann'] - acc:.2f} |"
+                )
     return rows
 
 
@@ -948,8 +1071,9 @@ def write_summary(out):
             "# Low-latency conversion of deeper networks (Fashion-MNIST)",
             "Written by `benchmarks/depth.py` (see its docstring). Accuracies in %, means over "
             "seeds. ref: the ANN for calibrated conversion, the quantized ANN for "
-            "quantization-aware. First T within: on the mean accuracy against the mean "
-            "reference; in brackets the T from which every seed was within (the largest "
+            "quantization-aware (fine-tuned or trained from scratch). First T within: on the "
+            "mean accuracy against the mean reference; in brackets the T from which every seed "
+            "was within (the largest "
             "per-seed first T). Spikes: per neuron per step on the first test images "
             "(`--spike-images`), mean absolute count (events) with the net count in brackets, "
             "and the largest count of any neuron in any step.",
@@ -977,6 +1101,20 @@ def parse_args(argv=None):
     parser.add_argument("--max-steps", type=int, help="sweep T = 1, 2, 4, ... up to this (64)")
     parser.add_argument("--blocks", type=int, help="resnet: basic blocks per stage (default 3)")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="calibrated conversion, quantization-aware fine-tuning of the ANN, "
+        "quantization-aware training from scratch (default: all three)",
+    )
+    parser.add_argument(
+        "--scratch-threshold",
+        type=float,
+        default=SCRATCH_THRESHOLD,
+        help="from_scratch: every QuantizedReLU's initial threshold (default %(default)s)",
+    )
     parser.add_argument(
         "--spread",
         nargs="*",
